@@ -1,0 +1,152 @@
+"""The service's one typed settings object: defaults < conf file < ORCH_* environment < command line."""
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONF_FILE = PROJECT_DIR / "conf" / "orchestrator.toml"
+ENV_PREFIX = "ORCH_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot start with; the message names the option."""
+
+
+def option(default: Any, help: str, *, minimum: float | None = None, choices: Sequence[str] = ()) -> Any:
+    return field(default=default, metadata={"help": help, "minimum": minimum, "choices": tuple(choices)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every option the service reads. Built once at start and passed in; nothing else reads the env."""
+
+    host: str = option("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+    port: int = option(8080, "port to listen on", minimum=0)
+    request_timeout: float = option(
+        60.0, "seconds a client may take to send a request or sit idle between requests", minimum=0.1
+    )
+    cors_origins: str = option("*", "comma-separated origins allowed by CORS, or * for any")
+    max_body_size: int = option(65536, "largest request body accepted, in bytes (413 above)", minimum=64)
+    max_topic_length: int = option(500, "longest topic accepted, in characters", minimum=1)
+    provider: str = option("builtin", "where lesson text comes from", choices=("builtin",))
+    pace: float = option(
+        0.0, "characters per second the builtin provider streams at (0 = as fast as possible)", minimum=0
+    )
+    step_timeout: float = option(120.0, "seconds one step may run before it fails", minimum=0.01)
+    shutdown_timeout: float = option(
+        30.0, "seconds running sessions get to finish on SIGTERM before they are interrupted", minimum=0
+    )
+    heartbeat_interval: float = option(15.0, "seconds between SSE heartbeat comments", minimum=0.01)
+    sse_retry: int = option(3000, "reconnect delay sent to EventSource clients, in milliseconds", minimum=0)
+    subscriber_buffer: int = option(
+        2000, "events one stream may fall behind before it is cut off (it can resume)", minimum=1
+    )
+    flush_timeout: float = option(
+        30.0, "seconds a stream may take to accept a write before it is cut off", minimum=0.01
+    )
+    sweep_interval: float = option(10.0, "seconds between sweeps for closed streams", minimum=0.01)
+    log_level: str = option("info", "log level", choices=("debug", "info", "warning", "error"))
+    log_format: str = option(
+        "auto",
+        "log format: colour on a terminal (auto), text, color or JSON lines",
+        choices=("auto", "text", "color", "json"),
+    )
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+
+def _fields() -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(Settings))
+
+
+def _convert(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
+    """Turn a raw value from a file, the env or the command line into the field's type, or explain."""
+    kind = f.type
+    try:
+        if kind is int and isinstance(raw, float | bool):
+            raise ValueError
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{f.name}: {raw!r} from {source} is not a valid {kind.__name__}") from None
+    choices, minimum = f.metadata["choices"], f.metadata["minimum"]
+    if choices and value not in choices:
+        raise SettingsError(f"{f.name}: {value!r} from {source} is not one of {', '.join(choices)}")
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{f.name}: {value!r} from {source} is below the minimum {minimum}")
+    return value
+
+
+def _argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="server.py",
+        description="Orchestrator: turns a topic into a lesson and streams every step over SSE.",
+        epilog=f"Each option can also be set as {ENV_PREFIX}<NAME> in the environment or in the conf file.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", metavar="PATH", help=f"conf file (TOML; default {DEFAULT_CONF_FILE})")
+    for f in _fields():
+        env = ENV_PREFIX + f.name.upper()
+        help_text = f"{f.metadata['help']} (default {f.default!r}; env {env})"
+        if f.metadata["choices"]:
+            help_text += f"; one of {', '.join(f.metadata['choices'])}"
+        parser.add_argument(f"--{f.name}", metavar=f.name.upper(), help=help_text)
+    return parser
+
+
+def _read_conf_file(path: Path, explicit: bool) -> dict[str, Any]:
+    if not path.exists():
+        if explicit:
+            raise SettingsError(f"config: conf file {path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"config: cannot read conf file {path}: {exc}") from exc
+    known = {f.name for f in _fields()}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(f"config: unknown option(s) {', '.join(unknown)} in {path}")
+    return data
+
+
+def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from every source. `--help` prints every option and exits."""
+    environ = os.environ if environ is None else environ
+    args = vars(_argument_parser().parse_args(argv))
+    conf_path = args.pop("config", None) or environ.get(ENV_PREFIX + "CONFIG")
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        (
+            f"conf file {conf_path or DEFAULT_CONF_FILE}",
+            _read_conf_file(Path(conf_path or DEFAULT_CONF_FILE), explicit=bool(conf_path)),
+        ),
+        (
+            "the environment",
+            {
+                f.name: environ[ENV_PREFIX + f.name.upper()]
+                for f in _fields()
+                if ENV_PREFIX + f.name.upper() in environ
+            },
+        ),
+        ("the command line", args),
+    ]
+    values: dict[str, Any] = {}
+    for source, layer in layers:
+        for f in _fields():
+            if f.name in layer:
+                values[f.name] = _convert(f, layer[f.name], source)
+    return Settings(**values)
+
+
+def settings_for_tests(**overrides: Any) -> Settings:
+    """Settings from defaults only (no conf file, no environment), with overrides checked like any other."""
+    fields = {f.name: f for f in _fields()}
+    return Settings(**{name: _convert(fields[name], value, "overrides") for name, value in overrides.items()})

@@ -1,0 +1,53 @@
+"""The session endpoints: create, list, show, result, cancel and delete."""
+
+from __future__ import annotations
+
+from handlers.base import APIError, BaseHandler
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+
+
+class SessionsHandler(BaseHandler):
+    async def post(self) -> None:
+        """Create a session for a topic; answers once it is stored, with its id."""
+        body = self.json_body()
+        topic = body.get("topic")
+        if not isinstance(topic, str) or not topic.strip():
+            raise APIError(400, "topic must be a non-blank string")
+        topic = topic.strip()
+        if len(topic) > self.config.max_topic_length:
+            raise APIError(400, f"topic must be at most {self.config.max_topic_length} characters")
+        session = await self.engine.create_session(topic)
+        self.set_header("Location", f"/api/sessions/{session.id}")
+        self.write_json({"id": session.id}, status=201)
+
+    async def get(self) -> None:
+        """Sessions, newest first; `?limit=` (1-100, default 20) and `?status=`."""
+        limit = self.int_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        sessions = await self.engine.list_sessions(limit, self.get_query_argument("status", None))
+        self.write_json({"sessions": [s.to_json() for s in sessions], "count": len(sessions)})
+
+
+class SessionHandler(BaseHandler):
+    async def get(self, session_id: str) -> None:
+        session = await self.engine.get_session(session_id)
+        self.write_json(session.to_json())
+
+    async def delete(self, session_id: str) -> None:
+        """Cancel the session if it is running, then forget it with its events and images."""
+        await self.engine.delete(session_id)
+        self.set_status(204)
+        self.finish()
+
+
+class ResultHandler(BaseHandler):
+    async def get(self, session_id: str) -> None:
+        result = await self.engine.get_result(session_id)
+        self.write_json(result.to_json())
+
+
+class CancelHandler(BaseHandler):
+    async def post(self, session_id: str) -> None:
+        session = await self.engine.cancel(session_id)
+        self.write_json(session.to_json())

@@ -1,0 +1,142 @@
+"""POST and GET /api/sessions/{id}/run: a session's events as a Server-Sent Events stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tornado.iostream import StreamClosedError
+
+from handlers.base import APIError, BaseHandler
+from workflow import engine as engine_module
+from workflow.events import CONNECTED, make_event
+from workflow.subscription import Subscription
+
+log = logging.getLogger("orchestrator.stream")
+
+
+class OpenStreams:
+    """The streams still being written, so a shutdown can let them end cleanly before closing sockets."""
+
+    def __init__(self) -> None:
+        self._handlers: set[RunHandler] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    def add(self, handler: RunHandler) -> None:
+        self._handlers.add(handler)
+        self._empty.clear()
+
+    def discard(self, handler: RunHandler) -> None:
+        self._handlers.discard(handler)
+        if not self._handlers:
+            self._empty.set()
+
+    async def wait_closed(self, timeout: float) -> bool:
+        """True once every stream has ended; False if some were still open after `timeout` s."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._empty.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class RunHandler(BaseHandler):
+    """One SSE connection, owning exactly one subscription.
+
+    POST starts a pending session (409 otherwise) and streams it from the start. GET is what
+    EventSource sends: it starts a pending session or attaches to it, replaying from after
+    Last-Event-ID (header, or `?last_event_id=` for a first request that cannot set headers).
+    """
+
+    subscription: Subscription | None = None
+    _waiter: asyncio.Future[object] | None = None
+
+    async def post(self, session_id: str) -> None:
+        await self._stream(session_id, after_id=0, must_start=True)
+
+    async def get(self, session_id: str) -> None:
+        await self._stream(session_id, after_id=self._last_event_id(), must_start=False)
+
+    def _last_event_id(self) -> int:
+        raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument("last_event_id", "")
+        raw = raw.strip()
+        if not raw:
+            return 0
+        if not raw.isdigit():
+            raise APIError(400, "Last-Event-ID must be a non-negative integer")
+        return int(raw)
+
+    async def _stream(self, session_id: str, after_id: int, must_start: bool) -> None:
+        subscription = await self.engine.subscribe(session_id, after_id, start=True, must_start=must_start)
+        if subscription is None:
+            # Everything up to the terminal event was seen: 204 tells EventSource to stop reconnecting.
+            self.set_status(204)
+            self.finish()
+            return
+        self.subscription = subscription
+        subscription.reader_alive = self._connection_open
+        subscription.on_cut_off = self._cut_off
+        open_streams: OpenStreams = self.application.settings["open_streams"]
+        open_streams.add(self)
+        try:
+            await self._send_events(subscription)
+            # Wait for the last bytes to leave, so a shutdown that follows cannot cut them off.
+            await self.finish()
+        except (StreamClosedError, asyncio.CancelledError):
+            pass  # the client went away; the run goes on without it
+        finally:
+            self.engine.unsubscribe(subscription)
+            open_streams.discard(self)
+
+    async def _send_events(self, subscription: Subscription) -> None:
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # let nginx pass events through unbuffered
+        connected = make_event(
+            None, CONNECTED, subscription.session_id, {"last_event_id": subscription.last_id}
+        )
+        await self._send(f"retry: {self.config.sse_retry}\n\n".encode() + connected.frame)
+        while True:
+            self._waiter = asyncio.ensure_future(subscription.next_batch())
+            done, _ = await asyncio.wait({self._waiter}, timeout=self.config.heartbeat_interval)
+            if not done:
+                self._waiter.cancel()
+                await self._send(b": heartbeat\n\n")
+                continue
+            batch = self._waiter.result()
+            if not batch:
+                if subscription.closed_reason == engine_module.SHUTDOWN:
+                    await self._send(b": the server is shutting down; reconnect later\n\n")
+                return
+            await self._send(b"".join(event.frame for event in batch))
+            if batch[-1].terminal:
+                return
+
+    async def _send(self, data: bytes) -> None:
+        """Write and wait for the client to take it, but not forever: a reader that stalls is cut off."""
+        self.write(data)
+        try:
+            await asyncio.wait_for(self.flush(), timeout=self.config.flush_timeout)
+        except TimeoutError:
+            self._cut_off(f"the client took no data for {self.config.flush_timeout:g} s")
+            raise StreamClosedError() from None
+
+    def _connection_open(self) -> bool:
+        stream = getattr(self.request.connection, "stream", None)
+        return stream is not None and not stream.closed()
+
+    def _cut_off(self, why: str = "the client fell too far behind") -> None:
+        log.warning("stream cut off: %s; it can resume with Last-Event-ID", why)
+        self.request.connection.close()
+
+    def on_connection_close(self) -> None:
+        # May fire late, or while we wait for events: stop waiting and let `finally` clean up.
+        if self._waiter is not None:
+            self._waiter.cancel()
+        if self.subscription is not None:
+            self.subscription.close()

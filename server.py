@@ -1,0 +1,127 @@
+"""Starts the orchestrator: settings, store, engine, HTTP server, periodic sweep, signals, drain, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import tornado.netutil
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+
+from conf.logging_setup import request_id_var, setup_logging
+from conf.settings import Settings, SettingsError, load_settings
+from handlers.base import NotFoundHandler
+from handlers.health import HealthHandler
+from handlers.images import ImageHandler
+from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, SessionsHandler
+from handlers.stream import OpenStreams, RunHandler
+from store import MemoryStore
+from workflow.engine import Engine, EngineOptions
+from workflow.providers.builtin import BuiltinProvider
+
+log = logging.getLogger("orchestrator")
+access_log = logging.getLogger("orchestrator.access")
+WEB_DIR = Path(__file__).resolve().parent / "web"
+SESSION = r"/api/sessions/([^/]+)"
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    access_log.log(
+        level,
+        "%d %s %s %.1fms",
+        status,
+        handler.request.method,
+        handler.request.uri,
+        1000.0 * handler.request.request_time(),
+        extra={"request_id": getattr(handler, "request_id", "") or request_id_var.get()},
+    )
+
+
+def make_engine(settings: Settings) -> Engine:
+    options = EngineOptions(step_timeout=settings.step_timeout, subscriber_buffer=settings.subscriber_buffer)
+    return Engine(MemoryStore(), BuiltinProvider(pace=settings.pace), options)
+
+
+def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
+    routes = [
+        (r"/api/sessions", SessionsHandler),
+        (SESSION, SessionHandler),
+        (SESSION + r"/run", RunHandler),
+        (SESSION + r"/result", ResultHandler),
+        (SESSION + r"/cancel", CancelHandler),
+        (SESSION + r"/images/([^/]+)", ImageHandler),
+        (r"/health", HealthHandler),
+        (r"/()", tornado.web.StaticFileHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
+        (r"/web/(.+)", tornado.web.StaticFileHandler, {"path": str(WEB_DIR)}),
+    ]
+    return tornado.web.Application(
+        routes,
+        engine=engine,
+        config=settings,
+        open_streams=OpenStreams(),
+        default_handler_class=NotFoundHandler,
+        compress_response=False,  # an event stream must never be gzipped
+        log_function=log_request,
+    )
+
+
+async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> None:
+    """Serve until `shutdown` is set, then drain: stop accepting, finish or interrupt runs, close streams."""
+    app = make_app(settings, engine)
+    server = HTTPServer(
+        app,
+        # Bodies over the limit get a JSON 413 from the handler; this only bounds what is buffered.
+        max_body_size=2 * settings.max_body_size,
+        idle_connection_timeout=settings.request_timeout,
+        body_timeout=settings.request_timeout,
+    )
+    sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+    server.add_sockets(sockets)
+    port = sockets[0].getsockname()[1]
+    log.info(
+        "listening on http://%s:%d (provider %s, store %s)",
+        settings.host,
+        port,
+        engine.provider.name,
+        engine.store.kind,
+    )
+    sweeper = PeriodicCallback(engine.sweep, settings.sweep_interval * 1000)
+    sweeper.start()
+    await shutdown.wait()
+    log.info("shutting down: no new connections; running sessions get %g s", settings.shutdown_timeout)
+    server.stop()
+    await engine.shutdown(settings.shutdown_timeout)
+    sweeper.stop()
+    # Every stream has been told to end; let each send its last bytes before the sockets close.
+    if not await app.settings["open_streams"].wait_closed(timeout=5):
+        log.warning("%d streams did not end in time; closing them", len(app.settings["open_streams"]))
+    await server.close_all_connections()
+    await engine.store.close()
+    log.info("stopped")
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+    except SettingsError as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, settings.log_format)
+    shutdown = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, shutdown.set)
+    await serve(settings, make_engine(settings), shutdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,100 @@
+"""Fixtures: a real Tornado server on a real port (pytest-tornado), its engine, and JSON helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import ujson
+
+from conf.settings import Settings, settings_for_tests
+from server import make_app
+from store import MemoryStore
+from tests import sse_client
+from workflow.engine import Engine, EngineOptions
+from workflow.providers.base import LessonProvider
+from workflow.providers.builtin import BuiltinProvider
+
+
+@pytest.fixture(autouse=True)
+def close_sse_connections(io_loop):
+    """Close the raw connections a test opened while its loop still runs, so nothing leaks."""
+    yield
+    leftover = list(sse_client.OPEN_CONNECTIONS)
+    sse_client.OPEN_CONNECTIONS.clear()
+    if leftover:
+        io_loop.run_sync(lambda: asyncio.gather(*(c.aclose() for c in leftover)), timeout=10)
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    """Override in a test module (or parametrize) to change the server's settings."""
+    return {}
+
+
+@pytest.fixture
+def config(config_overrides: dict[str, Any]) -> Settings:
+    return settings_for_tests(**config_overrides)
+
+
+@pytest.fixture
+def provider() -> LessonProvider:
+    """The provider the server uses; tests swap in doubles from tests/providers.py."""
+    return BuiltinProvider(pace=0)
+
+
+@pytest.fixture
+def engine(config: Settings, provider: LessonProvider) -> Engine:
+    options = EngineOptions(step_timeout=config.step_timeout, subscriber_buffer=config.subscriber_buffer)
+    return Engine(MemoryStore(), provider, options)
+
+
+@pytest.fixture
+def app(config: Settings, engine: Engine) -> Any:
+    return make_app(config, engine)
+
+
+class API:
+    """JSON requests against the test server that return (status, body, headers) and never raise."""
+
+    def __init__(self, client: tornado.httpclient.AsyncHTTPClient, base_url: str) -> None:
+        self.client, self.base_url = client, base_url
+
+    async def request(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None, **kwargs: Any
+    ) -> tuple[int, Any, Any]:
+        if raw is None and body is not None:
+            raw = ujson.dumps(body).encode()
+        if raw is None and method in ("POST", "PUT"):
+            raw = b""
+        response = await self.client.fetch(
+            self.base_url + path, method=method, body=raw, raise_error=False, request_timeout=15, **kwargs
+        )
+        text = response.body or b""
+        content_type = response.headers.get("Content-Type", "")
+        parsed = ujson.loads(text) if text and content_type.startswith("application/json") else text
+        return response.code, parsed, response.headers
+
+    async def create(self, topic: str = "photosynthesis") -> str:
+        status, body, _ = await self.request("POST", "/api/sessions", {"topic": topic})
+        assert status == 201, body
+        return body["id"]
+
+    async def wait_for_status(
+        self, session_id: str, wanted: Callable[[str], bool], timeout: float = 15
+    ) -> dict:
+        async with asyncio.timeout(timeout):
+            while True:
+                _, session, _ = await self.request("GET", f"/api/sessions/{session_id}")
+                if wanted(session["status"]):
+                    return session
+                await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def api(http_client: tornado.httpclient.AsyncHTTPClient, base_url: str, app: Any) -> API:
+    # `app` is named so that pytest sees the settings behind it (pytest-tornado looks it up by name).
+    return API(http_client, base_url)

@@ -1,0 +1,79 @@
+"""Runs `server.py` as a real child process on a free port, for tests of signals, logs and clients."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
+
+
+class ServerProcess:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, start_timeout: float = 20) -> None:
+        self.lines: list[str] = []
+        self.port = 0
+        self._ready = threading.Event()
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+        child_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "server.py", "--port=0", "--pace=0", "--log_format=text", *args],
+            cwd=PROJECT,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(start_timeout):
+            self.kill()
+            raise AssertionError("server did not start:\n" + "".join(self.lines))
+
+    def _read_log(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            match = LISTENING.search(line)
+            if match:
+                self.port = int(match.group(1))
+                self._ready.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_log(self, text: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared in the log:\n{self.log_text()}")
+            time.sleep(0.02)
+
+    def terminate(self, timeout: float = 40) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._close_log()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        # The child has exited, so its stderr reaches EOF and the reader thread ends.
+        self._reader.join(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()

@@ -1,0 +1,212 @@
+"""A small HTTP/1.1 client over a raw socket that parses Server-Sent Events as a browser does.
+
+Raw, so a test controls everything a real client can do: read some events and hang up, stop
+reading altogether, send Last-Event-ID, and see the exact bytes of every frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import ujson
+
+DEFAULT_TIMEOUT = 15.0
+# Every connection opened, so a fixture can close what a test left open before its loop goes away.
+OPEN_CONNECTIONS: list[SSEConnection] = []
+
+
+@dataclass
+class SSEEvent:
+    """One dispatched event: what EventSource's onmessage would see, plus the raw fields."""
+
+    data: str
+    id: str | None = None
+    event: str | None = None
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return ujson.loads(self.data)
+
+    @property
+    def type(self) -> str:
+        return self.json["type"]
+
+
+@dataclass
+class SSEParser:
+    """The event stream interpretation from the HTML standard, fed bytes as they arrive."""
+
+    buffer: str = ""
+    data_lines: list[str] = field(default_factory=list)
+    event_id: str | None = None
+    event_name: str | None = None
+    retry: int | None = None
+    comments: list[str] = field(default_factory=list)
+    ids_seen: list[str | None] = field(default_factory=list)
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        self.buffer += chunk.decode("utf-8")
+        events: list[SSEEvent] = []
+        while True:
+            cut = min((i for i in (self.buffer.find("\r"), self.buffer.find("\n")) if i >= 0), default=-1)
+            if cut < 0:
+                return events
+            line = self.buffer[:cut]
+            step = 2 if self.buffer[cut : cut + 2] == "\r\n" else 1
+            if self.buffer[cut] == "\r" and cut + 1 == len(self.buffer):
+                return events  # a lone CR at the end may be half of CRLF: wait for more
+            self.buffer = self.buffer[cut + step :]
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if line == "":
+            if not self.data_lines:
+                self.event_name = None
+                return None
+            event = SSEEvent("\n".join(self.data_lines), self.event_id, self.event_name)
+            self.data_lines, self.event_name = [], None
+            return event
+        if line.startswith(":"):
+            self.comments.append(line[1:].strip())
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self.data_lines.append(value)
+        elif name == "id":
+            self.event_id = value
+            self.ids_seen.append(value)
+        elif name == "event":
+            self.event_name = value
+        elif name == "retry" and value.isdigit():
+            self.retry = int(value)
+        return None
+
+
+class SSEConnection:
+    """One HTTP request whose response is read as an event stream (or as a plain body)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.parser = SSEParser()
+        self.events: list[SSEEvent] = []
+        self._pending: list[SSEEvent] = []
+        self._chunked = False
+        self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    async def _read_head(self) -> None:
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                self.headers[name.strip().lower()] = value.strip()
+        self._chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
+
+    async def body(self, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+        """The whole body of a response that is not a stream (an error, a 204)."""
+        async with asyncio.timeout(timeout):
+            if self._chunked:
+                parts = []
+                while (chunk := await self._next_chunk()) is not None:
+                    parts.append(chunk)
+                return b"".join(parts)
+            length = int(self.headers.get("content-length", "0"))
+            return await self.reader.readexactly(length) if length else b""
+
+    async def next_event(self, timeout: float = DEFAULT_TIMEOUT) -> SSEEvent | None:
+        """The next event, or None once the server has ended the stream."""
+        async with asyncio.timeout(timeout):
+            while not self._pending:
+                if self._ended:
+                    return None
+                chunk = await self._next_chunk()
+                if chunk is None:
+                    self._ended = True
+                    continue
+                self._pending.extend(self.parser.feed(chunk))
+        event = self._pending.pop(0)
+        self.events.append(event)
+        return event
+
+    async def _next_chunk(self) -> bytes | None:
+        try:
+            if self._chunked:
+                size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                if size == 0:
+                    return None
+                chunk = await self.reader.readexactly(size)
+                await self.reader.readexactly(2)
+                return chunk
+            chunk = await self.reader.read(65536)
+            return chunk or None
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    async def read_all(self, timeout: float = DEFAULT_TIMEOUT) -> list[SSEEvent]:
+        """Every event until the server ends the stream, within one overall deadline."""
+        async with asyncio.timeout(timeout):
+            while await self.next_event(timeout) is not None:
+                pass
+        return self.events
+
+    async def read_until(self, event_type: str, timeout: float = DEFAULT_TIMEOUT) -> SSEEvent:
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.next_event(timeout)
+                if event is None:
+                    raise AssertionError(f"stream ended before a {event_type!r} event")
+                if event.type == event_type:
+                    return event
+
+    def close(self) -> None:
+        self.writer.close()
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+async def open_sse(
+    port: int,
+    path: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    receive_buffer: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> SSEConnection:
+    """Send the request and read the response head; `receive_buffer` shrinks the socket's buffer."""
+    async with asyncio.timeout(timeout):
+        if receive_buffer is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        else:
+            import socket
+
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock, limit=receive_buffer)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if method == "POST":
+            lines.append("Content-Length: 0")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        connection = SSEConnection(reader, writer)
+        OPEN_CONNECTIONS.append(connection)
+        await connection._read_head()
+        return connection

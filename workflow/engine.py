@@ -1,0 +1,376 @@
+"""The engine: owns every session's run as a task, publishes its events, and hands out subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from conf.logging_setup import session_id_var
+from store.base import SessionStore, StoredImage
+from workflow import events as ev
+from workflow.errors import (
+    ImageNotFound,
+    InvalidInput,
+    ResultNotReady,
+    SessionConflict,
+    SessionNotFound,
+    ShuttingDown,
+    StepFailed,
+    StepTimedOut,
+)
+from workflow.events import Event, make_event
+from workflow.models import (
+    Session,
+    SessionResult,
+    SessionStatus,
+    SessionStep,
+    StepStatus,
+    utcnow,
+)
+from workflow.providers.base import LessonProvider
+from workflow.steps import STEPS, StepContext
+from workflow.subscription import Subscription
+
+log = logging.getLogger("orchestrator.engine")
+
+SHUTDOWN = "the server is shutting down"
+DELETED = "the session was deleted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    step_timeout: float = 120.0
+    subscriber_buffer: int = 2000
+    # Where a stored image is served; the engine only fills in the blanks.
+    image_url: str = "/api/sessions/{session_id}/images/{name}"
+
+
+class StepSink:
+    """Turns a provider's writes into `step-delta` events with a rising progress figure."""
+
+    def __init__(self, engine: Engine, session: Session, step: SessionStep) -> None:
+        self._engine, self._session, self._step = engine, session, step
+        self._expected = 0
+        self._written = 0
+        self._progress = 0
+
+    def expect(self, total_chars: int) -> None:
+        self._expected = max(total_chars, 1)
+
+    async def write(self, text: str) -> None:
+        if not text:
+            return
+        self._written += len(text)
+        if self._expected:
+            # Never above 100, never going back, even if the provider underestimated.
+            self._progress = max(self._progress, min(100, self._written * 100 // self._expected))
+        data = {"delta": text, "progress": self._progress}
+        await self._engine.publish(self._session, ev.STEP_DELTA, data, step_id=self._step.id)
+
+
+class Engine:
+    """Runs sessions through the five steps, one task per running session, many at once."""
+
+    def __init__(self, store: SessionStore, provider: LessonProvider, options: EngineOptions) -> None:
+        self.store = store
+        self.provider = provider
+        self.options = options
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._stop_reasons: dict[str, SessionStatus] = {}  # why a task was cancelled
+        self.accepting = True
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def create_session(self, topic: str, metadata: dict[str, Any] | None = None) -> Session:
+        if not self.accepting:
+            raise ShuttingDown(SHUTDOWN)
+        session = Session.new(topic, {"provider": self.provider.name, **(metadata or {})})
+        await self.store.create(session)
+        log.info("session %s created for topic %r", session.id, topic, extra={"session_id": session.id})
+        return session
+
+    async def get_session(self, session_id: str) -> Session:
+        session = await self.store.get(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        return session
+
+    async def list_sessions(self, limit: int, status: str | None = None) -> list[Session]:
+        try:
+            wanted = SessionStatus(status) if status else None
+        except ValueError:
+            names = ", ".join(s.value for s in SessionStatus)
+            raise InvalidInput(f"status must be one of {names}") from None
+        return await self.store.list(limit, wanted)
+
+    async def get_result(self, session_id: str) -> SessionResult:
+        session = await self.get_session(session_id)
+        if session.result is None:
+            raise ResultNotReady(f"session {session_id} is {session.status.value}; it has no result yet")
+        return session.result
+
+    async def get_image(self, session_id: str, name: str) -> StoredImage:
+        await self.get_session(session_id)
+        image = await self.store.get_image(session_id, name)
+        if image is None:
+            raise ImageNotFound(session_id, name)
+        return image
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "by_status": await self.store.count(),
+            "running": len(self._tasks),
+            "subscribers": sum(len(subs) for subs in self._subscribers.values()),
+        }
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def start(self, session_id: str) -> Session:
+        """Start a pending session; it runs on its own until it ends, whoever is watching."""
+        session = await self.get_session(session_id)
+        if session.status != SessionStatus.PENDING:
+            raise SessionConflict(f"session {session_id} was already started (it is {session.status.value})")
+        if not self.accepting:
+            raise ShuttingDown(SHUTDOWN)
+        session.status = SessionStatus.RUNNING
+        session.touch()
+        await self.store.save(session)
+        task = asyncio.get_running_loop().create_task(self._run(session), name=f"session-{session_id}")
+        self._tasks[session_id] = task
+        task.add_done_callback(lambda t: self._run_finished(session_id, t))
+        return session
+
+    def _run_finished(self, session_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(session_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            # _run handles every failure itself; anything left here is a bug, so make it loud.
+            log.error("session %s run crashed", session_id, exc_info=task.exception())
+
+    async def _run(self, session: Session) -> None:
+        session_id_var.set(session.id)
+        started = time.monotonic_ns()
+        log.info("session %s running", session.id)
+        try:
+            for step in session.steps:
+                if step.status != StepStatus.COMPLETED:
+                    await self._run_step(session, step)
+            final = session.checkpoints["finalize-lesson"]
+            session.result = SessionResult(
+                lesson=final["lesson"],
+                images=final["images"],
+                summary=final["summary"],
+                duration_ns=time.monotonic_ns() - started,
+                completed_at=utcnow(),
+            )
+            await self._finish(session, SessionStatus.COMPLETED)
+            await self.publish(session, ev.FINAL, {"result": session.result.to_json()})
+        except StepFailed as exc:
+            await self._finish(session, SessionStatus.FAILED, f"{exc.step}: {exc}")
+            await self.publish(session, ev.ERROR, {"status": "failed", "error": str(exc), "step": exc.step})
+        except asyncio.CancelledError:
+            await self._record_stop(session, self._stop_reasons.get(session.id, SessionStatus.CANCELLED))
+        except Exception as exc:
+            log.exception("session %s failed unexpectedly", session.id)
+            await self._finish(session, SessionStatus.FAILED, f"internal error: {exc}")
+            await self.publish(session, ev.ERROR, {"status": "failed", "error": "internal error"})
+        log.info("session %s %s", session.id, session.status.value)
+
+    async def _record_stop(self, session: Session, status: SessionStatus) -> None:
+        if status == SessionStatus.CANCELLED:
+            await self._finish(session, status, "cancelled")
+            await self.publish(
+                session, ev.ERROR, {"status": "cancelled", "error": "the session was cancelled"}
+            )
+        else:
+            # An interrupted session gets no terminal event: it is not over, only paused.
+            await self._finish(session, status, SHUTDOWN)
+
+    async def _stop(self, sessions_tasks: dict[str, asyncio.Task[None]], status: SessionStatus) -> None:
+        """Cancel runs and wait until each has recorded why it stopped."""
+        for session_id, task in sessions_tasks.items():
+            self._stop_reasons[session_id] = status
+            task.cancel()
+        await asyncio.wait(set(sessions_tasks.values()))
+        for session_id, task in sessions_tasks.items():
+            self._stop_reasons.pop(session_id, None)
+            # A task cancelled before its first step never entered _run's handler; record it here.
+            session = await self.store.get(session_id)
+            if task.cancelled() and session is not None and session.status == SessionStatus.RUNNING:
+                await self._record_stop(session, status)
+
+    async def _finish(self, session: Session, status: SessionStatus, error: str = "") -> None:
+        session.status = status
+        if error:
+            session.metadata["error"] = error
+        for step in session.steps:
+            if step.status == StepStatus.PENDING and status != SessionStatus.INTERRUPTED:
+                step.status = StepStatus.SKIPPED
+        session.touch()
+        await self.store.save(session)
+
+    async def _run_step(self, session: Session, step: SessionStep) -> None:
+        step.status = StepStatus.RUNNING
+        step.started_at = utcnow()
+        step.error = ""
+        session.touch()
+        await self.store.save(session)
+        index = [s.id for s in session.steps].index(step.id)
+        await self.publish(session, ev.STEP_START, {"step_name": step.name, "step_index": index}, step.id)
+        sink = StepSink(self, session, step)
+        context = StepContext(
+            session.topic, self.provider, sink, session.checkpoints, self._image_saver(session)
+        )
+        began = time.monotonic_ns()
+        try:
+            async with asyncio.timeout(self.options.step_timeout) as deadline:
+                outcome = await STEPS[step.name](context)
+        except asyncio.CancelledError:
+            self._end_step(step, began, StepStatus.FAILED, error="cancelled")
+            raise
+        except Exception as exc:
+            failure = self._as_step_failure(step, exc, deadline.expired())
+            self._end_step(step, began, StepStatus.FAILED, error=str(failure))
+            await self.store.save(session)
+            await self.publish(
+                session, ev.STEP_ERROR, {"step_name": step.name, "error": str(failure)}, step.id
+            )
+            raise failure from exc
+        session.checkpoints[step.name] = outcome.checkpoint
+        self._end_step(step, began, StepStatus.COMPLETED, output=outcome.output)
+        session.touch()
+        await self.store.save(session)
+        data = {"step_name": step.name, "output": outcome.output, "duration": step.duration_ns // 1_000_000}
+        await self.publish(session, ev.STEP_COMPLETE, data, step.id)
+
+    def _as_step_failure(self, step: SessionStep, exc: Exception, timed_out: bool) -> StepFailed:
+        if timed_out:
+            return StepTimedOut(step.name, f"{step.name} timed out after {self.options.step_timeout:g} s")
+        if isinstance(exc, StepFailed):
+            return exc
+        log.warning("step %s failed: %s", step.name, exc, exc_info=exc)
+        return StepFailed(step.name, f"{step.name} failed: {exc}")
+
+    @staticmethod
+    def _end_step(
+        step: SessionStep, began: int, status: StepStatus, output: str = "", error: str = ""
+    ) -> None:
+        step.status = status
+        step.completed_at = utcnow()
+        step.duration_ns = time.monotonic_ns() - began
+        step.output = output
+        step.error = error
+
+    def _image_saver(self, session: Session) -> Callable[[str, str, bytes], Any]:
+        async def save(name: str, content_type: str, data: bytes) -> str:
+            await self.store.put_image(session.id, name, StoredImage(content_type, data))
+            return self.options.image_url.format(session_id=session.id, name=name)
+
+        return save
+
+    async def cancel(self, session_id: str) -> Session:
+        session = await self.get_session(session_id)
+        if session.status.finished:
+            raise SessionConflict(f"session {session_id} already ended ({session.status.value})")
+        task = self._tasks.get(session_id)
+        if task is not None:
+            # Wait for the run to record the cancellation, so the answer shows the final state.
+            await self._stop({session_id: task}, SessionStatus.CANCELLED)
+        else:
+            await self._finish(session, SessionStatus.CANCELLED, "cancelled")
+            await self.publish(
+                session, ev.ERROR, {"status": "cancelled", "error": "the session was cancelled"}
+            )
+        return session
+
+    async def delete(self, session_id: str) -> None:
+        session = await self.get_session(session_id)
+        if session.status == SessionStatus.RUNNING:
+            await self.cancel(session_id)
+        for subscription in self._subscribers.pop(session_id, set()):
+            subscription.close(DELETED)
+        await self.store.delete(session_id)
+        log.info("session %s deleted", session_id, extra={"session_id": session_id})
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def publish(
+        self, session: Session, event_type: str, data: dict[str, Any], step_id: str | None = None
+    ) -> Event:
+        """Give the event the session's next id, keep it in the log, then offer it to every subscriber."""
+        session.last_event_id += 1
+        event = make_event(session.last_event_id, event_type, session.id, data, step_id)
+        await self.store.append_events(session.id, [event])
+        subscribers = self._subscribers.get(session.id)
+        if subscribers:
+            for subscription in list(subscribers):
+                subscription.offer(event)
+                if subscription.closed:
+                    subscribers.discard(subscription)
+        return event
+
+    async def subscribe(
+        self, session_id: str, after_id: int = 0, *, start: bool = False, must_start: bool = False
+    ) -> Subscription | None:
+        """A subscription to the session's events after `after_id`, or None if there is nothing left to send.
+
+        With `start`, a pending session is started once the subscription is in place, so not
+        even its first event can be missed; with `must_start`, one that is not pending is a conflict.
+        """
+        session = await self.get_session(session_id)
+        if after_id < 0:
+            raise InvalidInput("Last-Event-ID must be a non-negative integer")
+        if must_start and session.status != SessionStatus.PENDING:
+            raise SessionConflict(f"session {session_id} was already started (it is {session.status.value})")
+        if session.status.finished and after_id >= session.last_event_id:
+            return None
+        subscription = Subscription(session_id, self.options.subscriber_buffer, after_id)
+        self._subscribers.setdefault(session_id, set()).add(subscription)
+        try:
+            subscription.prime(await self.store.events_after(session_id, after_id))
+            if start and session.status == SessionStatus.PENDING:
+                await self.start(session_id)
+        except BaseException:
+            self.unsubscribe(subscription)
+            raise
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscription.close()
+        subscribers = self._subscribers.get(subscription.session_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.session_id]
+
+    def sweep(self) -> int:
+        """Drop subscriptions whose reader has gone; returns how many. Run periodically."""
+        removed = 0
+        for subscription in [s for subs in self._subscribers.values() for s in subs]:
+            if subscription.closed or not subscription.reader_alive():
+                self.unsubscribe(subscription)
+                removed += 1
+        if removed:
+            log.info("swept %d closed subscriptions", removed)
+        return removed
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop taking work, let running sessions finish for up to `timeout` s, then interrupt the rest."""
+        self.accepting = False
+        running = set(self._tasks.values())
+        if running:
+            log.info("waiting up to %g s for %d running sessions", timeout, len(running))
+            await asyncio.wait(running, timeout=timeout)
+        leftover = dict(self._tasks)
+        if leftover:
+            await self._stop(leftover, SessionStatus.INTERRUPTED)
+            log.warning("interrupted %d sessions that were still running", len(leftover))
+        for subscription in [s for subs in self._subscribers.values() for s in subs]:
+            subscription.close(SHUTDOWN)
+        self._subscribers.clear()

@@ -1,0 +1,60 @@
+"""The service's exception classes.
+
+    OrchestratorError
+     ├── InvalidInput          bad input from a client (HTTP 400)
+     ├── NotFound              nothing by that name (404)
+     │    ├── SessionNotFound  no session with that id
+     │    └── ImageNotFound    the session has no image by that name
+     ├── ResultNotReady        the session has no result yet (400)
+     ├── SessionConflict       the session is not in a state that allows this (409)
+     ├── ShuttingDown          the service is draining and takes no new work (503)
+     └── StepFailed            a step of the pipeline failed; `step` names it
+          └── StepTimedOut     the step ran past its timeout
+
+Handlers turn all but StepFailed into JSON error answers; StepFailed never leaves the engine, which
+records it on the session and sends it as `step-error` and `error` events.
+"""
+
+
+class OrchestratorError(Exception):
+    """Base of every error the service raises on purpose; the message is meant for the user."""
+
+
+class InvalidInput(OrchestratorError):
+    pass
+
+
+class NotFound(OrchestratorError):
+    pass
+
+
+class SessionNotFound(NotFound):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id} not found")
+
+
+class ImageNotFound(NotFound):
+    def __init__(self, session_id: str, name: str) -> None:
+        super().__init__(f"session {session_id} has no image {name}")
+
+
+class ResultNotReady(OrchestratorError):
+    pass
+
+
+class SessionConflict(OrchestratorError):
+    pass
+
+
+class ShuttingDown(OrchestratorError):
+    pass
+
+
+class StepFailed(OrchestratorError):
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class StepTimedOut(StepFailed):
+    pass

@@ -1,0 +1,125 @@
+"""Session, SessionStep and SessionResult as the contract shapes them, and their JSON forms."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+STEP_NAMES = ("analyze-topic", "generate-outline", "create-content", "generate-images", "finalize-lesson")
+
+
+class SessionStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the process stopped mid-run
+
+    @property
+    def finished(self) -> bool:
+        return self in (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, milliseconds kept: 2023-10-14T23:58:28.123Z."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class SessionStep:
+    id: str
+    name: str
+    status: StepStatus = StepStatus.PENDING
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_ns: int | None = None
+    output: str = ""
+    error: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "name": self.name, "status": self.status.value}
+        if self.started_at:
+            data["started_at"] = rfc3339(self.started_at)
+        if self.completed_at:
+            data["completed_at"] = rfc3339(self.completed_at)
+        if self.duration_ns is not None:
+            data["duration"] = self.duration_ns
+        for key in ("output", "error", "metadata"):
+            if getattr(self, key):
+                data[key] = getattr(self, key)
+        return data
+
+
+@dataclass
+class SessionResult:
+    lesson: str
+    images: dict[str, str]
+    summary: str
+    duration_ns: int
+    completed_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lesson": self.lesson,
+            "images": self.images,
+            "summary": self.summary,
+            "duration": self.duration_ns,
+            "completed_at": rfc3339(self.completed_at),
+        }
+
+
+@dataclass
+class Session:
+    id: str
+    topic: str
+    status: SessionStatus = SessionStatus.PENDING
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    result: SessionResult | None = None
+    steps: list[SessionStep] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # Not part of the JSON form: the id of the last event in the session's log, and what each
+    # completed step handed on to the next (its checkpoint).
+    last_event_id: int = 0
+    checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, topic: str, metadata: dict[str, Any] | None = None) -> Session:
+        steps = [SessionStep(id=f"step-{i}", name=name) for i, name in enumerate(STEP_NAMES, start=1)]
+        return cls(id=str(uuid.uuid4()), topic=topic, steps=steps, metadata=dict(metadata or {}))
+
+    def touch(self) -> None:
+        self.updated_at = utcnow()
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "topic": self.topic,
+            "status": self.status.value,
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
+        }
+        if self.result:
+            data["result"] = self.result.to_json()
+        if self.steps:
+            data["steps"] = [step.to_json() for step in self.steps]
+        if self.metadata:
+            data["metadata"] = self.metadata
+        return data

@@ -1,0 +1,68 @@
+"""The default provider: composes a structured lesson offline from templates, streamed at a set pace."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from workflow import lesson_text
+from workflow.lesson import LessonContent, Outline, TopicAnalysis
+from workflow.providers import builtin_content
+from workflow.providers.base import LessonProvider, TextSink
+
+# At pace 0 text still goes out in pieces of about this many characters, so a client sees it
+# arrive step by step and the IOLoop gets a turn between pieces.
+CHUNK_CHARS = 64
+_PIECES = re.compile(r"\S+\s*|\s+")
+
+
+def chunk_text(text: str, size: int = CHUNK_CHARS) -> list[str]:
+    """Split text into pieces of about `size` characters, on word boundaries, losing nothing."""
+    chunks: list[str] = []
+    current = ""
+    for piece in _PIECES.findall(text):
+        current += piece
+        if len(current) >= size:
+            chunks.append(current)
+            current = ""
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class BuiltinProvider(LessonProvider):
+    name = "builtin"
+
+    def __init__(self, pace: float = 0.0) -> None:
+        self.pace = pace  # characters per second; 0 = as fast as possible
+
+    async def _stream(self, text: str, sink: TextSink) -> None:
+        sink.expect(len(text))
+        for chunk in chunk_text(text):
+            await sink.write(chunk)
+            # Sleeping (even for 0 s) yields to the IOLoop, so many sessions share it fairly.
+            await asyncio.sleep(len(chunk) / self.pace if self.pace > 0 else 0)
+
+    async def analyze_topic(self, topic: str, sink: TextSink) -> TopicAnalysis:
+        analysis = builtin_content.analyze_topic(topic)
+        await self._stream(lesson_text.analysis_text(analysis), sink)
+        return analysis
+
+    async def generate_outline(self, analysis: TopicAnalysis, sink: TextSink) -> Outline:
+        outline = builtin_content.generate_outline(analysis)
+        await self._stream(lesson_text.outline_text(outline), sink)
+        return outline
+
+    async def create_content(
+        self, analysis: TopicAnalysis, outline: Outline, sink: TextSink
+    ) -> LessonContent:
+        content = builtin_content.create_content(analysis, outline)
+        await self._stream(lesson_text.content_text(outline, content), sink)
+        return content
+
+    async def write_summary(
+        self, analysis: TopicAnalysis, outline: Outline, content: LessonContent, sink: TextSink
+    ) -> str:
+        summary = builtin_content.write_summary(analysis, outline, content)
+        await self._stream(summary, sink)
+        return summary

@@ -1,0 +1,82 @@
+"""One reader of a session's event log: its backlog, then live events, through a bounded buffer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from workflow.events import Event
+
+OVERFLOW = "fell too far behind"
+CLOSED = "the session was closed"
+
+
+class Subscription:
+    """Events for one stream, oldest first.
+
+    The publisher only ever appends the already-encoded event to `_pending`; it never waits for the
+    reader. A reader that lets more than `limit` events pile up is cut off (`closed_reason` says
+    why) and `on_cut_off` is called so its connection can be closed at once; the client resumes
+    with Last-Event-ID. The backlog handed to `prime` does not count against the limit.
+    """
+
+    def __init__(self, session_id: str, limit: int, after_id: int = 0) -> None:
+        self.session_id = session_id
+        self.limit = limit
+        self.last_id = after_id  # the newest event id handed to the reader or queued for it
+        self.closed_reason: str | None = None
+        self.on_cut_off: Callable[[], None] | None = None
+        # Set by whoever reads the subscription: False once the reader's connection is gone.
+        self.reader_alive: Callable[[], bool] = lambda: True
+        self._pending: deque[Event] = deque()
+        self._wakeup = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_reason is not None
+
+    def prime(self, backlog: Iterable[Event]) -> None:
+        """Put the stored events first; live events that raced in and repeat them are dropped."""
+        live = list(self._pending)
+        self._pending.clear()
+        for event in [*backlog, *live]:
+            self._queue(event)
+        if self._pending:
+            self._wakeup.set()
+
+    def offer(self, event: Event) -> None:
+        """Called by the publisher for every new event; O(1) and never blocks."""
+        if self.closed:
+            return
+        if len(self._pending) >= self.limit:
+            self.close(OVERFLOW)
+            if self.on_cut_off is not None:
+                self.on_cut_off()
+            return
+        if self._queue(event):
+            self._wakeup.set()
+
+    def _queue(self, event: Event) -> bool:
+        if event.id is not None and event.id <= self.last_id:
+            return False
+        self._pending.append(event)
+        if event.id is not None:
+            self.last_id = event.id
+        return True
+
+    def close(self, reason: str = CLOSED) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        self._wakeup.set()
+
+    async def next_batch(self) -> list[Event]:
+        """Every event queued so far (waiting for at least one); empty once the subscription is closed."""
+        while not self._pending and not self.closed:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if self.closed_reason == OVERFLOW:
+            return []
+        batch = list(self._pending)
+        self._pending.clear()
+        return batch
