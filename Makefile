@@ -2,33 +2,47 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
 ARGS ?=
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench browser clean
 
-install: $(STAMP)
+install: $(DEV)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUNTIME): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(DEV): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(RUNTIME)
+
+run: $(RUNTIME)
 	$(PY) server.py $(ARGS)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-format: $(STAMP)
+format: $(DEV)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-test: lint
+# The browser tests drive Debian's chromium; as root (CI) it is installed here, otherwise they skip.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium, or the browser tests skip"; fi; }
+
+test: lint browser
 	$(PY) -m pytest $(ARGS)
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(PY) -m bench $(ARGS)
 
 clean:

@@ -98,7 +98,7 @@ class RunHandler(BaseHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # let nginx pass events through unbuffered
         connected = make_event(
-            None, CONNECTED, subscription.session_id, {"last_event_id": subscription.last_id}
+            None, CONNECTED, subscription.session_id, {"last_event_id": subscription.after_id}
         )
         await self._send(f"retry: {self.config.sse_retry}\n\n".encode() + connected.frame)
         while True:

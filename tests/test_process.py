@@ -12,31 +12,8 @@ import requests
 import ujson
 
 from conf.settings import Settings
+from tests.contract_examples import CONTRACT, CONTRACT_PYTHON_EXAMPLE
 from tests.server_process import PROJECT, ServerProcess
-
-# The contract's Python client example, verbatim; only the port differs when it runs.
-CONTRACT_PYTHON_EXAMPLE = """\
-import requests
-import json
-
-# Create session
-response = requests.post('http://localhost:8080/api/sessions', 
-                        json={'topic': 'machine learning'})
-session_id = response.json()['id']
-
-# Stream progress
-response = requests.post(f'http://localhost:8080/api/sessions/{session_id}/run',
-                        stream=True)
-
-for line in response.iter_lines():
-    if line.startswith(b'data: '):
-        data = json.loads(line[6:])
-        print(f"Event: {data['type']}")
-        
-        if data['type'] == 'final':
-            break
-"""
-CONTRACT = PROJECT.parent / "shared" / "spec" / "orchestrator-service.md"
 
 
 @pytest.fixture

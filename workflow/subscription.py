@@ -24,12 +24,14 @@ class Subscription:
     def __init__(self, session_id: str, limit: int, after_id: int = 0) -> None:
         self.session_id = session_id
         self.limit = limit
+        self.after_id = after_id  # where the reader asked to start
         self.last_id = after_id  # the newest event id handed to the reader or queued for it
         self.closed_reason: str | None = None
         self.on_cut_off: Callable[[], None] | None = None
         # Set by whoever reads the subscription: False once the reader's connection is gone.
         self.reader_alive: Callable[[], bool] = lambda: True
         self._pending: deque[Event] = deque()
+        self._backlog = 0  # replayed events still queued; they do not count against the limit
         self._wakeup = asyncio.Event()
 
     @property
@@ -37,11 +39,17 @@ class Subscription:
         return self.closed_reason is not None
 
     def prime(self, backlog: Iterable[Event]) -> None:
-        """Put the stored events first; live events that raced in and repeat them are dropped."""
+        """Put the stored events first; live events that raced in and repeat them are dropped.
+
+        Called once, before the reader takes its first batch.
+        """
         live = list(self._pending)
         self._pending.clear()
+        self.last_id = self.after_id
+        backlog = list(backlog)
         for event in [*backlog, *live]:
             self._queue(event)
+        self._backlog = len(backlog)
         if self._pending:
             self._wakeup.set()
 
@@ -49,7 +57,7 @@ class Subscription:
         """Called by the publisher for every new event; O(1) and never blocks."""
         if self.closed:
             return
-        if len(self._pending) >= self.limit:
+        if len(self._pending) >= self.limit + self._backlog:
             self.close(OVERFLOW)
             if self.on_cut_off is not None:
                 self.on_cut_off()
@@ -79,4 +87,5 @@ class Subscription:
             return []
         batch = list(self._pending)
         self._pending.clear()
+        self._backlog = 0
         return batch

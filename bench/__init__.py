@@ -1,0 +1,1 @@
+"""Benchmarks: figures printed for a person to read, never pass/fail assertions."""

@@ -1,0 +1,72 @@
+"""The bounded per-reader buffer: order, de-duplication against the replay, and cutting off laggards."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from workflow.events import make_event
+from workflow.subscription import OVERFLOW, Subscription
+
+
+def events(first: int, last: int):
+    return [
+        make_event(i, "step-delta", "s", {"delta": str(i), "progress": 0}) for i in range(first, last + 1)
+    ]
+
+
+@pytest.mark.gen_test
+async def test_live_events_that_repeat_the_replayed_backlog_are_dropped():
+    subscription = Subscription("s", limit=10, after_id=2)
+    for event in events(4, 6):  # raced in while the backlog was being read
+        subscription.offer(event)
+    subscription.prime(events(3, 5))
+    subscription.offer(events(7, 7)[0])
+    batch = await asyncio.wait_for(subscription.next_batch(), 5)
+    assert [e.id for e in batch] == [3, 4, 5, 6, 7]
+
+
+@pytest.mark.gen_test
+async def test_a_reader_that_falls_behind_is_cut_off_and_told_once():
+    cut_offs = []
+    subscription = Subscription("s", limit=3)
+    subscription.on_cut_off = lambda: cut_offs.append(True)
+    for event in events(1, 5):
+        subscription.offer(event)
+    assert subscription.closed_reason == OVERFLOW
+    assert cut_offs == [True]
+    assert await asyncio.wait_for(subscription.next_batch(), 5) == []
+
+
+@pytest.mark.gen_test
+async def test_the_replayed_backlog_does_not_count_against_the_limit():
+    subscription = Subscription("s", limit=3)
+    subscription.prime(events(1, 50))
+    subscription.offer(events(51, 51)[0])
+    assert not subscription.closed
+    assert len(await asyncio.wait_for(subscription.next_batch(), 5)) == 51
+    for event in events(52, 55):
+        subscription.offer(event)
+    assert subscription.closed_reason == OVERFLOW
+
+
+@pytest.mark.gen_test
+async def test_closing_hands_over_what_is_queued_then_ends():
+    subscription = Subscription("s", limit=10)
+    for event in events(1, 2):
+        subscription.offer(event)
+    subscription.close()
+    subscription.offer(events(3, 3)[0])
+    assert [e.id for e in await asyncio.wait_for(subscription.next_batch(), 5)] == [1, 2]
+    assert await asyncio.wait_for(subscription.next_batch(), 5) == []
+
+
+@pytest.mark.gen_test
+async def test_a_waiting_reader_wakes_for_the_next_event():
+    subscription = Subscription("s", limit=10)
+    waiter = asyncio.ensure_future(subscription.next_batch())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    subscription.offer(events(1, 1)[0])
+    assert [e.id for e in await asyncio.wait_for(waiter, 5)] == [1]
