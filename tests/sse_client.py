@@ -155,6 +155,15 @@ class SSEConnection:
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
 
+    async def wait_for_comment(self, text: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Read on (keeping any events for later) until a `:` comment with this text arrives."""
+        async with asyncio.timeout(timeout):
+            while text not in self.parser.comments:
+                chunk = await self._next_chunk()
+                if chunk is None:
+                    raise AssertionError(f"stream ended before the comment {text!r}")
+                self._pending.extend(self.parser.feed(chunk))
+
     async def read_all(self, timeout: float = DEFAULT_TIMEOUT) -> list[SSEEvent]:
         """Every event until the server ends the stream, within one overall deadline."""
         async with asyncio.timeout(timeout):

@@ -70,16 +70,20 @@ def read_events(response: requests.Response):
             yield ujson.loads(line[6:])
 
 
+def start_watching_a_run(server: ServerProcess):
+    """Create and run a session; return its events once its first step has started."""
+    created = requests.post(f"{server.url}/api/sessions", json={"topic": "tides"}, timeout=10)
+    response = requests.post(f"{server.url}/api/sessions/{created.json()['id']}/run", stream=True, timeout=30)
+    events = read_events(response)
+    assert next(events)["type"] == "connected"
+    assert next(events)["type"] == "step-start"
+    return events
+
+
 def test_sigterm_lets_a_short_run_finish_then_exits_0():
     server = ServerProcess("--pace=3000", "--shutdown_timeout=30")
     try:
-        session_id = requests.post(f"{server.url}/api/sessions", json={"topic": "tides"}, timeout=10).json()[
-            "id"
-        ]
-        response = requests.post(f"{server.url}/api/sessions/{session_id}/run", stream=True, timeout=30)
-        events = read_events(response)
-        assert next(events)["type"] == "connected"
-        assert next(events)["type"] == "step-start"
+        events = start_watching_a_run(server)
         server.proc.send_signal(15)
         rest = [event["type"] for event in events]
         assert rest[-1] == "final"  # the run was allowed to finish
@@ -92,13 +96,7 @@ def test_sigterm_lets_a_short_run_finish_then_exits_0():
 def test_sigterm_mid_run_interrupts_what_is_left_closes_streams_and_exits_0():
     server = ServerProcess("--pace=100", "--shutdown_timeout=1")
     try:
-        session_id = requests.post(f"{server.url}/api/sessions", json={"topic": "tides"}, timeout=10).json()[
-            "id"
-        ]
-        response = requests.post(f"{server.url}/api/sessions/{session_id}/run", stream=True, timeout=30)
-        events = read_events(response)
-        assert next(events)["type"] == "connected"
-        assert next(events)["type"] == "step-start"
+        events = start_watching_a_run(server)
         started = time.monotonic()
         server.proc.send_signal(15)
         rest = [event["type"] for event in events]  # ends cleanly: no exception, no terminal event

@@ -148,3 +148,17 @@ async def test_every_answer_carries_a_request_id_and_keeps_a_sane_incoming_one(a
     assert headers["X-Request-ID"] == "trace-42"
     _, _, headers = await api.request("GET", "/nope", headers={"X-Request-ID": "<script> id"})
     assert headers["X-Request-ID"] != "<script> id" and len(headers["X-Request-ID"]) == 32
+
+
+@pytest.mark.gen_test
+async def test_an_unexpected_failure_is_a_json_500_with_the_request_id_and_no_traceback(api, engine):
+    async def broken(session_id):
+        raise RuntimeError("disk on fire")
+
+    engine.store.get = broken
+    status, body, headers = await api.request("GET", "/api/sessions/abc", headers={"X-Request-ID": "r-500"})
+    assert status == 500
+    assert body == {"error": "internal server error (request id r-500)", "status": 500}
+    assert headers["X-Request-ID"] == "r-500"
+    status, _, _ = await api.request("GET", "/health")
+    assert status == 200

@@ -181,14 +181,20 @@ async def test_run_of_an_unknown_session_is_a_404(http_port, http_server):
         assert b"not found" in await stream.body()
 
 
-@pytest.mark.gen_test
-async def test_two_subscribers_see_the_same_sequence_live(api, http_port, engine):
+async def start_held_run(api, http_port, engine):
+    """A session whose create-content step has begun and waits for the test to open its gate."""
     gate = GatedProvider()
     engine.provider = gate
     session_id = await api.create()
-    first = await open_sse(http_port, f"/api/sessions/{session_id}/run", "POST")
+    stream = await open_sse(http_port, f"/api/sessions/{session_id}/run", "POST")
     async with asyncio.timeout(10):
         await gate.reached.wait()
+    return gate, session_id, stream
+
+
+@pytest.mark.gen_test
+async def test_two_subscribers_see_the_same_sequence_live(api, http_port, engine):
+    gate, session_id, first = await start_held_run(api, http_port, engine)
     second = await open_sse(http_port, f"/api/sessions/{session_id}/run")
     gate.gate.set()
     a, b = await asyncio.gather(first.read_all(), second.read_all())
@@ -198,13 +204,8 @@ async def test_two_subscribers_see_the_same_sequence_live(api, http_port, engine
 
 @pytest.mark.gen_test
 async def test_the_run_continues_when_the_client_disconnects(api, http_port, engine):
-    gate = GatedProvider()
-    engine.provider = gate
-    session_id = await api.create()
-    stream = await open_sse(http_port, f"/api/sessions/{session_id}/run", "POST")
+    gate, session_id, stream = await start_held_run(api, http_port, engine)
     await stream.read_until("step-start")
-    async with asyncio.timeout(10):
-        await gate.reached.wait()
     stream.close()
     gate.gate.set()
     session = await api.wait_for_status(session_id, lambda s: s != "running")
@@ -237,12 +238,7 @@ async def test_a_subscriber_that_stops_reading_is_cut_off_while_another_keeps_up
 
 @pytest.mark.gen_test
 async def test_cancel_mid_step_ends_the_stream_with_a_cancelled_error(api, http_port, engine):
-    gate = GatedProvider()
-    engine.provider = gate
-    session_id = await api.create()
-    stream = await open_sse(http_port, f"/api/sessions/{session_id}/run", "POST")
-    async with asyncio.timeout(10):
-        await gate.reached.wait()
+    _, session_id, stream = await start_held_run(api, http_port, engine)
     status, session, _ = await api.request("POST", f"/api/sessions/{session_id}/cancel")
     assert status == 200
     assert session["status"] == "cancelled"
@@ -295,14 +291,8 @@ async def test_a_step_that_runs_past_its_timeout_fails_the_session(api, http_por
 @pytest.mark.gen_test
 @pytest.mark.parametrize("config_overrides", [{"heartbeat_interval": 0.05}])
 async def test_an_idle_stream_gets_heartbeat_comments(api, http_port, engine):
-    gate = GatedProvider()
-    engine.provider = gate
-    session_id = await api.create()
-    stream = await open_sse(http_port, f"/api/sessions/{session_id}/run", "POST")
-    async with asyncio.timeout(10):
-        await gate.reached.wait()
-        while "heartbeat" not in stream.parser.comments:
-            stream._pending.extend(stream.parser.feed(await stream._next_chunk() or b""))
+    gate, _, stream = await start_held_run(api, http_port, engine)
+    await stream.wait_for_comment("heartbeat")
     gate.gate.set()
     assert (await stream.read_all())[-1].type == "final"
 

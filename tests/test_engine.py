@@ -1,0 +1,67 @@
+"""The engine without HTTP: sweeping dead readers, cancelling before a run begins, and draining."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from store import MemoryStore
+from tests.providers import GatedProvider
+from workflow.engine import SHUTDOWN, Engine, EngineOptions
+from workflow.models import SessionStatus
+from workflow.providers.builtin import BuiltinProvider
+
+
+def make_engine(provider=None) -> Engine:
+    return Engine(MemoryStore(), provider or BuiltinProvider(), EngineOptions())
+
+
+@pytest.mark.gen_test
+async def test_the_sweep_drops_subscriptions_whose_reader_is_gone():
+    engine = make_engine()
+    session = await engine.create_session("tides")
+    alive = await engine.subscribe(session.id)
+    gone = await engine.subscribe(session.id)
+    gone.reader_alive = lambda: False
+    assert engine.sweep() == 1
+    assert gone.closed and not alive.closed
+    assert (await engine.stats())["subscribers"] == 1
+
+
+@pytest.mark.gen_test
+async def test_cancelling_a_run_before_its_first_step_still_records_it():
+    engine = make_engine()
+    session = await engine.create_session("tides")
+    await engine.start(session.id)  # the task exists but has not run a single line yet
+    cancelled = await engine.cancel(session.id)
+    assert cancelled.status == SessionStatus.CANCELLED
+    events = await engine.store.events_after(session.id, 0)
+    assert [e.type for e in events] == ["error"]
+
+
+@pytest.mark.gen_test
+async def test_shutdown_interrupts_runs_that_outlast_the_timeout_and_ends_their_streams():
+    gate = GatedProvider()
+    engine = make_engine(gate)
+    session = await engine.create_session("tides")
+    subscription = await engine.subscribe(session.id, start=True)
+    async with asyncio.timeout(10):
+        await gate.reached.wait()
+    await engine.shutdown(timeout=0.05)
+    assert session.status == SessionStatus.INTERRUPTED
+    assert session.metadata["error"] == SHUTDOWN
+    assert subscription.closed_reason == SHUTDOWN
+    types = [e.type for e in await engine.store.events_after(session.id, 0)]
+    assert "error" not in types and "final" not in types  # interrupted is a pause, not an end
+    with pytest.raises(Exception, match="shutting down"):
+        await engine.create_session("too late")
+
+
+@pytest.mark.gen_test
+async def test_shutdown_waits_for_runs_that_finish_in_time():
+    engine = make_engine()
+    session = await engine.create_session("tides")
+    await engine.start(session.id)
+    await engine.shutdown(timeout=30)
+    assert session.status == SessionStatus.COMPLETED
