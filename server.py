@@ -21,8 +21,10 @@ from handlers.health import HealthHandler
 from handlers.images import ImageHandler
 from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, SessionsHandler
 from handlers.stream import OpenStreams, RunHandler
-from store import MemoryStore
+from store import MemoryStore, SessionStore
+from store.sqlite import SQLiteStore
 from workflow.engine import Engine, EngineOptions
+from workflow.errors import StoreUnavailable
 from workflow.providers.builtin import BuiltinProvider
 
 log = logging.getLogger("orchestrator")
@@ -45,9 +47,21 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
-def make_engine(settings: Settings) -> Engine:
-    options = EngineOptions(step_timeout=settings.step_timeout, subscriber_buffer=settings.subscriber_buffer)
-    return Engine(MemoryStore(), BuiltinProvider(pace=settings.pace), options)
+async def open_store(settings: Settings) -> SessionStore:
+    """The configured store, opened; raises StoreUnavailable naming the file if it cannot be."""
+    if settings.store == "memory":
+        return MemoryStore()
+    return await SQLiteStore.open(settings.database, commit_window=settings.commit_window)
+
+
+def make_engine(settings: Settings, store: SessionStore) -> Engine:
+    options = EngineOptions(
+        step_timeout=settings.step_timeout,
+        subscriber_buffer=settings.subscriber_buffer,
+        retention=settings.retention,
+        max_sessions=settings.max_sessions,
+    )
+    return Engine(store, BuiltinProvider(pace=settings.pace), options)
 
 
 def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
@@ -91,21 +105,39 @@ async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> 
         settings.host,
         port,
         engine.provider.name,
-        engine.store.kind,
+        getattr(engine.store, "path", engine.store.kind),
     )
-    sweeper = PeriodicCallback(engine.sweep, settings.sweep_interval * 1000)
-    sweeper.start()
+    if settings.resume_on_start:
+        resumed = await engine.resume_unfinished()
+        if resumed:
+            log.info("resumed %d sessions a stop had interrupted", resumed)
+    else:
+        await engine.mark_unfinished_interrupted()
+    upkeep = [
+        PeriodicCallback(engine.sweep, settings.sweep_interval * 1000),
+        PeriodicCallback(lambda: _prune(engine), settings.prune_interval * 1000),
+    ]
+    for callback in upkeep:
+        callback.start()
     await shutdown.wait()
     log.info("shutting down: no new connections; running sessions get %g s", settings.shutdown_timeout)
     server.stop()
     await engine.shutdown(settings.shutdown_timeout)
-    sweeper.stop()
+    for callback in upkeep:
+        callback.stop()
     # Every stream has been told to end; let each send its last bytes before the sockets close.
     if not await app.settings["open_streams"].wait_closed(timeout=5):
         log.warning("%d streams did not end in time; closing them", len(app.settings["open_streams"]))
     await server.close_all_connections()
     await engine.store.close()
     log.info("stopped")
+
+
+async def _prune(engine: Engine) -> None:
+    try:
+        await engine.prune()
+    except StoreUnavailable as exc:
+        log.error("retention sweep failed: %s", exc)
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
@@ -119,7 +151,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, shutdown.set)
-    await serve(settings, make_engine(settings), shutdown)
+    try:
+        store = await open_store(settings)
+    except StoreUnavailable as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 1
+    await serve(settings, make_engine(settings, store), shutdown)
     return 0
 
 

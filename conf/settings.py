@@ -4,7 +4,7 @@ import argparse
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,41 @@ class SettingsError(ValueError):
     """A setting has a value the service cannot start with; the message names the option."""
 
 
-def option(default: Any, help: str, *, minimum: float | None = None, choices: Sequence[str] = ()) -> Any:
-    return field(default=default, metadata={"help": help, "minimum": minimum, "choices": tuple(choices)})
+def option(
+    default: Any,
+    help: str,
+    *,
+    minimum: float | None = None,
+    choices: Sequence[str] = (),
+    parse: Callable[[Any], Any] | None = None,
+) -> Any:
+    metadata = {"help": help, "minimum": minimum, "choices": tuple(choices), "parse": parse}
+    return field(default=default, metadata=metadata)
+
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise ValueError(raw)
+    return word in TRUE_WORDS
+
+
+def _to_seconds(raw: Any) -> float:
+    """A duration: a number of seconds, or a number with a unit s, m, h or d ("7d", "90m")."""
+    if isinstance(raw, bool):
+        raise ValueError(raw)
+    if isinstance(raw, int | float):
+        return float(raw)
+    text = str(raw).strip().lower()
+    unit = DURATION_UNITS.get(text[-1:])
+    return float(text[:-1]) * unit if unit else float(text)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +67,20 @@ class Settings:
     cors_origins: str = option("*", "comma-separated origins allowed by CORS, or * for any")
     max_body_size: int = option(65536, "largest request body accepted, in bytes (413 above)", minimum=64)
     max_topic_length: int = option(500, "longest topic accepted, in characters", minimum=1)
+    store: str = option("sqlite", "where sessions are kept", choices=("sqlite", "memory"))
+    db_path: str = option("data/orchestrator.db", "the SQLite database file (relative to the project)")
+    resume_on_start: bool = option(True, "continue sessions a crash or a restart interrupted")
+    retention: float = option(
+        7 * 86400.0,
+        "how long finished sessions are kept (seconds, or 7d, 12h, 30m)",
+        minimum=1,
+        parse=_to_seconds,
+    )
+    max_sessions: int = option(100000, "most sessions kept; the oldest finished ones go first", minimum=1)
+    prune_interval: float = option(600.0, "seconds between retention sweeps", minimum=1)
+    commit_window: float = option(
+        0.002, "seconds the SQLite writer waits to group more writes into one commit", minimum=0
+    )
     provider: str = option("builtin", "where lesson text comes from", choices=("builtin",))
     pace: float = option(
         0.0, "characters per second the builtin provider streams at (0 = as fast as possible)", minimum=0
@@ -59,6 +106,11 @@ class Settings:
     )
 
     @property
+    def database(self) -> Path:
+        path = Path(self.db_path)
+        return path if path.is_absolute() else PROJECT_DIR / path
+
+    @property
     def allowed_origins(self) -> tuple[str, ...]:
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
@@ -70,10 +122,11 @@ def _fields() -> list[dataclasses.Field[Any]]:
 def _convert(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
     """Turn a raw value from a file, the env or the command line into the field's type, or explain."""
     kind = f.type
+    parse = f.metadata["parse"] or {bool: _to_bool}.get(kind, kind)
     try:
         if kind is int and isinstance(raw, float | bool):
             raise ValueError
-        value = kind(raw)
+        value = parse(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"{f.name}: {raw!r} from {source} is not a valid {kind.__name__}") from None
     choices, minimum = f.metadata["choices"], f.metadata["minimum"]

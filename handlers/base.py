@@ -19,7 +19,7 @@ from workflow.errors import (
     OrchestratorError,
     ResultNotReady,
     SessionConflict,
-    ShuttingDown,
+    Unavailable,
 )
 from workflow.events import dumps
 
@@ -30,7 +30,7 @@ ERROR_STATUS: dict[type[OrchestratorError], int] = {
     ResultNotReady: 400,
     NotFound: 404,
     SessionConflict: 409,
-    ShuttingDown: 503,
+    Unavailable: 503,
 }
 # The contract's CORS headers, to the letter.
 CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"

@@ -21,7 +21,7 @@ class HealthHandler(BaseHandler):
                 "sessions_by_status": stats["by_status"],
                 "running": stats["running"],
                 "subscribers": stats["subscribers"],
-                "store": self.engine.store.kind,
+                "store": stats["store"],
                 "provider": self.engine.provider.name,
                 "uptime_seconds": round(time.monotonic() - STARTED, 3),
             }

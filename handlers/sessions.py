@@ -23,10 +23,16 @@ class SessionsHandler(BaseHandler):
         self.write_json({"id": session.id}, status=201)
 
     async def get(self) -> None:
-        """Sessions, newest first; `?limit=` (1-100, default 20) and `?status=`."""
+        """Sessions, newest first; `?limit=` (1-100, default 20), `?status=`, and `?before=<id>` for
+        the next page (the answer's `next_before`, null on the last page)."""
         limit = self.int_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        sessions = await self.engine.list_sessions(limit, self.get_query_argument("status", None))
-        self.write_json({"sessions": [s.to_json() for s in sessions], "count": len(sessions)})
+        status = self.get_query_argument("status", None) or None
+        before = self.get_query_argument("before", None) or None
+        sessions = await self.engine.list_sessions(limit, status, before)
+        next_before = sessions[-1].id if len(sessions) == limit else None
+        self.write_json(
+            {"sessions": [s.to_json() for s in sessions], "count": len(sessions), "next_before": next_before}
+        )
 
 
 class SessionHandler(BaseHandler):

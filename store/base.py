@@ -5,9 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from workflow.events import Event
 from workflow.models import Session, SessionStatus
+
+FINISHED = (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED)
+UNFINISHED = (SessionStatus.RUNNING, SessionStatus.INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -19,9 +24,9 @@ class StoredImage:
 class SessionStore(ABC):
     """Sessions, their append-only event logs and their images.
 
-    Every method is a coroutine so that an implementation backed by a database can do its work off
-    the IOLoop. Sessions are saved whole: the engine owns the live object and calls `save` after
-    each change it wants kept.
+    Every method is a coroutine so that an implementation backed by a database does its work off
+    the IOLoop; each write has been committed by the time its coroutine returns. A failure to
+    read or write raises StoreUnavailable.
     """
 
     kind: str = "abstract"
@@ -30,7 +35,8 @@ class SessionStore(ABC):
     async def create(self, session: Session) -> None: ...
 
     @abstractmethod
-    async def get(self, session_id: str) -> Session | None: ...
+    async def get(self, session_id: str) -> Session | None:
+        """The session as last saved, with `last_event_id` taken from its event log."""
 
     @abstractmethod
     async def save(self, session: Session) -> None: ...
@@ -40,15 +46,24 @@ class SessionStore(ABC):
         """Remove the session with its events and images; False if there was none."""
 
     @abstractmethod
-    async def list(self, limit: int, status: SessionStatus | None = None) -> list[Session]:
-        """Newest first."""
+    async def list(
+        self, limit: int, status: SessionStatus | None = None, before: str | None = None
+    ) -> list[Session]:
+        """Newest first; `before` is the id of a session, and only older ones are listed."""
+
+    @abstractmethod
+    async def unfinished(self) -> list[Session]:
+        """Sessions a stop left running or interrupted, oldest first."""
 
     @abstractmethod
     async def count(self) -> dict[str, int]:
         """How many sessions there are in each status."""
 
     @abstractmethod
-    async def append_events(self, session_id: str, events: Sequence[Event]) -> None: ...
+    async def append_events(
+        self, session_id: str, events: Sequence[Event], session: Session | None = None
+    ) -> None:
+        """Add events to the log; with `session`, save it in the same commit, so state and event agree."""
 
     @abstractmethod
     async def events_after(self, session_id: str, after_id: int) -> list[Event]:
@@ -60,5 +75,14 @@ class SessionStore(ABC):
     @abstractmethod
     async def get_image(self, session_id: str, name: str) -> StoredImage | None: ...
 
+    @abstractmethod
+    async def prune(self, finished_before: datetime, keep_at_most: int) -> list[str]:
+        """Delete finished sessions last updated before the time, then the oldest finished ones
+        until at most `keep_at_most` sessions are left; returns the ids deleted."""
+
+    @abstractmethod
+    async def describe(self) -> dict[str, Any]:
+        """What /health shows: the kind of store, and for a file its path, size and writability."""
+
     async def close(self) -> None:
-        """Release what the store holds; called once at shutdown."""
+        """Finish pending writes and release what the store holds; called once at shutdown."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
-from store.base import SessionStore, StoredImage
+from store.base import FINISHED, UNFINISHED, SessionStore, StoredImage
 from workflow.events import Event
 from workflow.models import Session, SessionStatus
 
@@ -36,19 +38,24 @@ class MemoryStore(SessionStore):
         self._images.pop(session_id, None)
         return self._sessions.pop(session_id, None) is not None
 
-    async def list(self, limit: int, status: SessionStatus | None = None) -> list[Session]:
-        found: list[Session] = []
-        for session in reversed(self._sessions.values()):
-            if status is None or session.status == status:
-                found.append(session)
-                if len(found) >= limit:
-                    break
-        return found
+    async def list(
+        self, limit: int, status: SessionStatus | None = None, before: str | None = None
+    ) -> list[Session]:
+        newest_first = list(reversed(self._sessions.values()))
+        if before is not None:
+            position = next((i for i, s in enumerate(newest_first) if s.id == before), len(newest_first))
+            newest_first = newest_first[position + 1 :]
+        return [s for s in newest_first if status is None or s.status == status][:limit]
+
+    async def unfinished(self) -> list[Session]:
+        return [s for s in self._sessions.values() if s.status in UNFINISHED]
 
     async def count(self) -> dict[str, int]:
         return dict(Counter(session.status.value for session in self._sessions.values()))
 
-    async def append_events(self, session_id: str, events: Sequence[Event]) -> None:
+    async def append_events(
+        self, session_id: str, events: Sequence[Event], session: Session | None = None
+    ) -> None:
         log = self._events.get(session_id)
         if log is not None:
             log.extend(events)
@@ -66,3 +73,16 @@ class MemoryStore(SessionStore):
 
     async def get_image(self, session_id: str, name: str) -> StoredImage | None:
         return self._images.get(session_id, {}).get(name)
+
+    async def prune(self, finished_before: datetime, keep_at_most: int) -> list[str]:
+        finished = [s for s in self._sessions.values() if s.status in FINISHED]  # oldest first
+        doomed = [s.id for s in finished if s.updated_at < finished_before]
+        excess = len(self._sessions) - len(doomed) - keep_at_most
+        if excess > 0:
+            doomed += [s.id for s in finished if s.id not in doomed][:excess]
+        for session_id in doomed:
+            await self.delete(session_id)
+        return doomed
+
+    async def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "writable": True}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,8 @@ import ujson
 
 from conf.settings import Settings, settings_for_tests
 from server import make_app
-from store import MemoryStore
+from store import MemoryStore, SessionStore
+from store.sqlite import SQLiteStore
 from tests import sse_client
 from workflow.engine import Engine, EngineOptions
 from workflow.providers.base import LessonProvider
@@ -46,10 +48,26 @@ def provider() -> LessonProvider:
     return BuiltinProvider(pace=0)
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, io_loop: Any, tmp_path: Path) -> Iterator[SessionStore]:
+    """Every test that runs the service runs it on both stores."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    sqlite = io_loop.run_sync(lambda: SQLiteStore.open(tmp_path / "orchestrator.db", commit_window=0))
+    yield sqlite
+    io_loop.run_sync(sqlite.close)
+
+
 @pytest.fixture
-def engine(config: Settings, provider: LessonProvider) -> Engine:
-    options = EngineOptions(step_timeout=config.step_timeout, subscriber_buffer=config.subscriber_buffer)
-    return Engine(MemoryStore(), provider, options)
+def engine(config: Settings, provider: LessonProvider, store: SessionStore) -> Engine:
+    options = EngineOptions(
+        step_timeout=config.step_timeout,
+        subscriber_buffer=config.subscriber_buffer,
+        retention=config.retention,
+        max_sessions=config.max_sessions,
+    )
+    return Engine(store, provider, options)
 
 
 @pytest.fixture

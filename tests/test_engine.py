@@ -19,14 +19,17 @@ def make_engine(provider=None) -> Engine:
 
 @pytest.mark.gen_test
 async def test_the_sweep_drops_subscriptions_whose_reader_is_gone():
-    engine = make_engine()
+    gate = GatedProvider()
+    engine = make_engine(gate)
     session = await engine.create_session("tides")
-    alive = await engine.subscribe(session.id)
+    alive = await engine.subscribe(session.id, start=True)
     gone = await engine.subscribe(session.id)
     gone.reader_alive = lambda: False
     assert engine.sweep() == 1
     assert gone.closed and not alive.closed
     assert (await engine.stats())["subscribers"] == 1
+    gate.gate.set()
+    await engine.shutdown(timeout=10)
 
 
 @pytest.mark.gen_test

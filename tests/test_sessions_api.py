@@ -127,7 +127,7 @@ async def test_delete_session_forgets_it(api, http_port):
 
 
 @pytest.mark.gen_test
-async def test_health_reports_status_timestamp_and_session_count(api, http_port):
+async def test_health_reports_status_timestamp_and_session_count(api, http_port, store):
     status, body, _ = await api.request("GET", "/health")
     assert status == 200
     assert body["status"] == "healthy" and RFC3339.match(body["timestamp"]) and body["sessions"] == 0
@@ -137,7 +137,10 @@ async def test_health_reports_status_timestamp_and_session_count(api, http_port)
     _, body, _ = await api.request("GET", "/health")
     assert body["sessions"] == 2
     assert body["sessions_by_status"] == {"completed": 1, "pending": 1}
-    assert body["running"] == 0 and body["store"] == "memory"
+    assert body["running"] == 0
+    assert body["store"]["kind"] == store.kind and body["store"]["writable"] is True
+    if store.kind == "sqlite":
+        assert body["store"]["path"] == str(store.path) and body["store"]["size_bytes"] > 0
 
 
 @pytest.mark.gen_test

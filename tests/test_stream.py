@@ -174,7 +174,7 @@ async def test_a_malformed_last_event_id_is_a_400(api, http_port):
 
 
 @pytest.mark.gen_test
-async def test_run_of_an_unknown_session_is_a_404(http_port, http_server):
+async def test_run_of_an_unknown_session_is_a_404(api, http_port):
     for method in ("GET", "POST"):
         stream = await open_sse(http_port, "/api/sessions/nope/run", method)
         assert stream.status == 404

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from conf.logging_setup import session_id_var
@@ -21,6 +22,8 @@ from workflow.errors import (
     ShuttingDown,
     StepFailed,
     StepTimedOut,
+    StoreUnavailable,
+    TooManySessions,
 )
 from workflow.events import Event, make_event
 from workflow.models import (
@@ -39,12 +42,17 @@ log = logging.getLogger("orchestrator.engine")
 
 SHUTDOWN = "the server is shutting down"
 DELETED = "the session was deleted"
+IDLE = "the session is not running"
+STORE_DOWN = "the store cannot be written"
+RESTARTED = "the service stopped while this step ran; its partial output is void"
 
 
 @dataclass(frozen=True, kw_only=True)
 class EngineOptions:
     step_timeout: float = 120.0
     subscriber_buffer: int = 2000
+    retention: float = 7 * 86400.0  # seconds a finished session is kept
+    max_sessions: int = 100_000
     # Where a stored image is served; the engine only fills in the blanks.
     image_url: str = "/api/sessions/{session_id}/images/{name}"
 
@@ -73,40 +81,63 @@ class StepSink:
 
 
 class Engine:
-    """Runs sessions through the five steps, one task per running session, many at once."""
+    """Runs sessions through the five steps, one task per running session, many at once.
+
+    A running session's live object is kept in `_live`, so readers see its latest state; every
+    state change is saved together with the event that announces it, in one commit.
+    """
 
     def __init__(self, store: SessionStore, provider: LessonProvider, options: EngineOptions) -> None:
         self.store = store
         self.provider = provider
         self.options = options
+        self._live: dict[str, Session] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._subscribers: dict[str, set[Subscription]] = {}
         self._stop_reasons: dict[str, SessionStatus] = {}  # why a task was cancelled
+        self._count: int | None = None  # sessions in the store, counted once, then kept up to date
         self.accepting = True
+
+    async def _session_count(self) -> int:
+        if self._count is None:
+            self._count = sum((await self.store.count()).values())
+        return self._count
 
     # -- sessions -----------------------------------------------------------------------------
 
     async def create_session(self, topic: str, metadata: dict[str, Any] | None = None) -> Session:
-        if not self.accepting:
-            raise ShuttingDown(SHUTDOWN)
+        """A new pending session, committed to the store before this returns."""
+        self._check_accepting()
+        if await self._session_count() >= self.options.max_sessions:
+            await self.prune()
+            if await self._session_count() >= self.options.max_sessions:
+                raise TooManySessions(
+                    f"{self.options.max_sessions} sessions are kept and none has finished; try again later"
+                )
         session = Session.new(topic, {"provider": self.provider.name, **(metadata or {})})
         await self.store.create(session)
+        self._count = None if self._count is None else self._count + 1
         log.info("session %s created for topic %r", session.id, topic, extra={"session_id": session.id})
         return session
 
     async def get_session(self, session_id: str) -> Session:
-        session = await self.store.get(session_id)
+        session = self._live.get(session_id) or await self.store.get(session_id)
         if session is None:
             raise SessionNotFound(session_id)
         return session
 
-    async def list_sessions(self, limit: int, status: str | None = None) -> list[Session]:
+    async def list_sessions(
+        self, limit: int, status: str | None = None, before: str | None = None
+    ) -> list[Session]:
         try:
             wanted = SessionStatus(status) if status else None
         except ValueError:
             names = ", ".join(s.value for s in SessionStatus)
             raise InvalidInput(f"status must be one of {names}") from None
-        return await self.store.list(limit, wanted)
+        if before is not None:
+            await self.get_session(before)  # an unknown cursor is a 404, not an empty page
+        sessions = await self.store.list(limit, wanted, before)
+        return [self._live.get(s.id, s) for s in sessions]
 
     async def get_result(self, session_id: str) -> SessionResult:
         session = await self.get_session(session_id)
@@ -126,34 +157,75 @@ class Engine:
             "by_status": await self.store.count(),
             "running": len(self._tasks),
             "subscribers": sum(len(subs) for subs in self._subscribers.values()),
+            "store": await self.store.describe(),
         }
+
+    def _check_accepting(self) -> None:
+        if not self.accepting:
+            raise ShuttingDown(SHUTDOWN)
 
     # -- running ------------------------------------------------------------------------------
 
     async def start(self, session_id: str) -> Session:
         """Start a pending session; it runs on its own until it ends, whoever is watching."""
         session = await self.get_session(session_id)
-        if session.status != SessionStatus.PENDING:
-            raise SessionConflict(f"session {session_id} was already started (it is {session.status.value})")
-        if not self.accepting:
-            raise ShuttingDown(SHUTDOWN)
+        self._check_pending(session)
+        self._check_accepting()
         session.status = SessionStatus.RUNNING
+        session.run_started_ns = time.time_ns()
         session.touch()
-        await self.store.save(session)
-        task = asyncio.get_running_loop().create_task(self._run(session), name=f"session-{session_id}")
-        self._tasks[session_id] = task
-        task.add_done_callback(lambda t: self._run_finished(session_id, t))
+        self._live[session_id] = session
+        try:
+            await self.store.save(session)
+        except BaseException:
+            del self._live[session_id]
+            session.status = SessionStatus.PENDING
+            raise
+        self._launch(session)
         return session
+
+    @staticmethod
+    def _check_pending(session: Session) -> None:
+        if session.status != SessionStatus.PENDING:
+            raise SessionConflict(f"session {session.id} was already started (it is {session.status.value})")
+
+    def _launch(self, session: Session) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(session), name=f"session-{session.id}")
+        self._tasks[session.id] = task
+        task.add_done_callback(lambda t: self._run_finished(session.id, t))
 
     def _run_finished(self, session_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(session_id, None)
+        self._live.pop(session_id, None)
         if not task.cancelled() and task.exception() is not None:
             # _run handles every failure itself; anything left here is a bug, so make it loud.
             log.error("session %s run crashed", session_id, exc_info=task.exception())
 
+    async def resume_unfinished(self) -> int:
+        """Continue every session a crash or a stop left running or interrupted; returns how many."""
+        sessions = await self.store.unfinished()
+        for session in sessions:
+            log.info(
+                "resuming session %s from event %d",
+                session.id,
+                session.last_event_id,
+                extra={"session_id": session.id},
+            )
+            session.status = SessionStatus.RUNNING
+            session.metadata.pop("error", None)
+            self._live[session.id] = session
+            self._launch(session)
+        return len(sessions)
+
+    async def mark_unfinished_interrupted(self) -> int:
+        """With resume off: record that sessions a crash left running are not running any more."""
+        sessions = [s for s in await self.store.unfinished() if s.status == SessionStatus.RUNNING]
+        for session in sessions:
+            await self._finish(session, SessionStatus.INTERRUPTED, "the service stopped during the run")
+        return len(sessions)
+
     async def _run(self, session: Session) -> None:
         session_id_var.set(session.id)
-        started = time.monotonic_ns()
         log.info("session %s running", session.id)
         try:
             for step in session.steps:
@@ -164,31 +236,56 @@ class Engine:
                 lesson=final["lesson"],
                 images=final["images"],
                 summary=final["summary"],
-                duration_ns=time.monotonic_ns() - started,
+                duration_ns=time.time_ns() - session.run_started_ns,
                 completed_at=utcnow(),
             )
-            await self._finish(session, SessionStatus.COMPLETED)
-            await self.publish(session, ev.FINAL, {"result": session.result.to_json()})
+            self._set_status(session, SessionStatus.COMPLETED)
+            await self.publish(session, ev.FINAL, {"result": session.result.to_json()}, save=True)
         except StepFailed as exc:
-            await self._finish(session, SessionStatus.FAILED, f"{exc.step}: {exc}")
-            await self.publish(session, ev.ERROR, {"status": "failed", "error": str(exc), "step": exc.step})
+            self._set_status(session, SessionStatus.FAILED, f"{exc.step}: {exc}")
+            data = {"status": "failed", "error": str(exc), "step": exc.step}
+            await self._publish_or_log(session, ev.ERROR, data)
         except asyncio.CancelledError:
             await self._record_stop(session, self._stop_reasons.get(session.id, SessionStatus.CANCELLED))
+        except StoreUnavailable as exc:
+            # Nothing more can be kept, so nothing more is sent; a restart resumes from the store.
+            log.error("session %s stopped: %s", session.id, exc)
+            self._close_subscriptions(session.id, STORE_DOWN)
         except Exception as exc:
             log.exception("session %s failed unexpectedly", session.id)
-            await self._finish(session, SessionStatus.FAILED, f"internal error: {exc}")
-            await self.publish(session, ev.ERROR, {"status": "failed", "error": "internal error"})
+            self._set_status(session, SessionStatus.FAILED, f"internal error: {exc}")
+            await self._publish_or_log(session, ev.ERROR, {"status": "failed", "error": "internal error"})
         log.info("session %s %s", session.id, session.status.value)
+
+    async def _publish_or_log(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
+        try:
+            await self.publish(session, event_type, data, save=True)
+        except StoreUnavailable as exc:
+            log.error("session %s: could not record its end: %s", session.id, exc)
+            self._close_subscriptions(session.id, STORE_DOWN)
 
     async def _record_stop(self, session: Session, status: SessionStatus) -> None:
         if status == SessionStatus.CANCELLED:
-            await self._finish(session, status, "cancelled")
-            await self.publish(
-                session, ev.ERROR, {"status": "cancelled", "error": "the session was cancelled"}
-            )
+            self._set_status(session, status, "cancelled")
+            data = {"status": "cancelled", "error": "the session was cancelled"}
+            await self._publish_or_log(session, ev.ERROR, data)
         else:
             # An interrupted session gets no terminal event: it is not over, only paused.
             await self._finish(session, status, SHUTDOWN)
+
+    def _set_status(self, session: Session, status: SessionStatus, error: str = "") -> None:
+        session.status = status
+        if error:
+            session.metadata["error"] = error
+        if status.finished:
+            for step in session.steps:
+                if step.status == StepStatus.PENDING:
+                    step.status = StepStatus.SKIPPED
+        session.touch()
+
+    async def _finish(self, session: Session, status: SessionStatus, error: str = "") -> None:
+        self._set_status(session, status, error)
+        await self.store.save(session)
 
     async def _stop(self, sessions_tasks: dict[str, asyncio.Task[None]], status: SessionStatus) -> None:
         """Cancel runs and wait until each has recorded why it stopped."""
@@ -203,24 +300,18 @@ class Engine:
             if task.cancelled() and session is not None and session.status == SessionStatus.RUNNING:
                 await self._record_stop(session, status)
 
-    async def _finish(self, session: Session, status: SessionStatus, error: str = "") -> None:
-        session.status = status
-        if error:
-            session.metadata["error"] = error
-        for step in session.steps:
-            if step.status == StepStatus.PENDING and status != SessionStatus.INTERRUPTED:
-                step.status = StepStatus.SKIPPED
-        session.touch()
-        await self.store.save(session)
-
     async def _run_step(self, session: Session, step: SessionStep) -> None:
+        if step.status != StepStatus.PENDING:
+            # A stop cut this step short: clients drop what they have of it, and it runs again.
+            data = {"step_name": step.name, "reason": RESTARTED}
+            await self.publish(session, ev.STEP_RETRY, data, step.id)
         step.status = StepStatus.RUNNING
         step.started_at = utcnow()
         step.error = ""
         session.touch()
-        await self.store.save(session)
         index = [s.id for s in session.steps].index(step.id)
-        await self.publish(session, ev.STEP_START, {"step_name": step.name, "step_index": index}, step.id)
+        data = {"step_name": step.name, "step_index": index}
+        await self.publish(session, ev.STEP_START, data, step.id, save=True)
         sink = StepSink(self, session, step)
         context = StepContext(
             session.topic, self.provider, sink, session.checkpoints, self._image_saver(session)
@@ -230,22 +321,22 @@ class Engine:
             async with asyncio.timeout(self.options.step_timeout) as deadline:
                 outcome = await STEPS[step.name](context)
         except asyncio.CancelledError:
-            self._end_step(step, began, StepStatus.FAILED, error="cancelled")
+            reason = self._stop_reasons.get(session.id, SessionStatus.CANCELLED)
+            self._end_step(step, began, StepStatus.FAILED, error=reason.value)
+            raise
+        except StoreUnavailable:
             raise
         except Exception as exc:
             failure = self._as_step_failure(step, exc, deadline.expired())
             self._end_step(step, began, StepStatus.FAILED, error=str(failure))
-            await self.store.save(session)
-            await self.publish(
-                session, ev.STEP_ERROR, {"step_name": step.name, "error": str(failure)}, step.id
-            )
+            data = {"step_name": step.name, "error": str(failure)}
+            await self.publish(session, ev.STEP_ERROR, data, step.id, save=True)
             raise failure from exc
         session.checkpoints[step.name] = outcome.checkpoint
         self._end_step(step, began, StepStatus.COMPLETED, output=outcome.output)
         session.touch()
-        await self.store.save(session)
         data = {"step_name": step.name, "output": outcome.output, "duration": step.duration_ns // 1_000_000}
-        await self.publish(session, ev.STEP_COMPLETE, data, step.id)
+        await self.publish(session, ev.STEP_COMPLETE, data, step.id, save=True)
 
     def _as_step_failure(self, step: SessionStep, exc: Exception, timed_out: bool) -> StepFailed:
         if timed_out:
@@ -281,30 +372,50 @@ class Engine:
             # Wait for the run to record the cancellation, so the answer shows the final state.
             await self._stop({session_id: task}, SessionStatus.CANCELLED)
         else:
-            await self._finish(session, SessionStatus.CANCELLED, "cancelled")
-            await self.publish(
-                session, ev.ERROR, {"status": "cancelled", "error": "the session was cancelled"}
-            )
+            await self._record_stop(session, SessionStatus.CANCELLED)
         return session
 
     async def delete(self, session_id: str) -> None:
         session = await self.get_session(session_id)
-        if session.status == SessionStatus.RUNNING:
+        if session_id in self._tasks:
             await self.cancel(session_id)
-        for subscription in self._subscribers.pop(session_id, set()):
-            subscription.close(DELETED)
+        self._close_subscriptions(session_id, DELETED)
         await self.store.delete(session_id)
-        log.info("session %s deleted", session_id, extra={"session_id": session_id})
+        self._count = None
+        log.info(
+            "session %s deleted (it was %s)",
+            session_id,
+            session.status.value,
+            extra={"session_id": session_id},
+        )
+
+    async def prune(self) -> int:
+        """Delete finished sessions past their retention, and the oldest beyond max_sessions."""
+        cutoff = utcnow() - timedelta(seconds=self.options.retention)
+        deleted = await self.store.prune(cutoff, self.options.max_sessions)
+        self._count = None
+        for session_id in deleted:
+            self._close_subscriptions(session_id, DELETED)
+        if deleted:
+            log.info("pruned %d finished sessions", len(deleted))
+        return len(deleted)
 
     # -- events -------------------------------------------------------------------------------
 
     async def publish(
-        self, session: Session, event_type: str, data: dict[str, Any], step_id: str | None = None
+        self,
+        session: Session,
+        event_type: str,
+        data: dict[str, Any],
+        step_id: str | None = None,
+        *,
+        save: bool = False,
     ) -> Event:
-        """Give the event the session's next id, keep it in the log, then offer it to every subscriber."""
+        """Give the event the session's next id, commit it (with the session, if `save`), then offer
+        it to every subscriber: nobody ever sees an event the store does not have."""
         session.last_event_id += 1
         event = make_event(session.last_event_id, event_type, session.id, data, step_id)
-        await self.store.append_events(session.id, [event])
+        await self.store.append_events(session.id, [event], session if save else None)
         subscribers = self._subscribers.get(session.id)
         if subscribers:
             for subscription in list(subscribers):
@@ -320,13 +431,16 @@ class Engine:
 
         With `start`, a pending session is started once the subscription is in place, so not
         even its first event can be missed; with `must_start`, one that is not pending is a conflict.
+        A session that is not running (finished, or interrupted and not resumed) replays its log
+        and the subscription ends there.
         """
         session = await self.get_session(session_id)
         if after_id < 0:
             raise InvalidInput("Last-Event-ID must be a non-negative integer")
-        if must_start and session.status != SessionStatus.PENDING:
-            raise SessionConflict(f"session {session_id} was already started (it is {session.status.value})")
-        if session.status.finished and after_id >= session.last_event_id:
+        if must_start:
+            self._check_pending(session)
+        will_run = session_id in self._tasks or (start and session.status == SessionStatus.PENDING)
+        if not will_run and after_id >= session.last_event_id:
             return None
         subscription = Subscription(session_id, self.options.subscriber_buffer, after_id)
         self._subscribers.setdefault(session_id, set()).add(subscription)
@@ -334,6 +448,8 @@ class Engine:
             subscription.prime(await self.store.events_after(session_id, after_id))
             if start and session.status == SessionStatus.PENDING:
                 await self.start(session_id)
+            elif session_id not in self._tasks:
+                subscription.close(IDLE)
         except BaseException:
             self.unsubscribe(subscription)
             raise
@@ -346,6 +462,10 @@ class Engine:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._subscribers[subscription.session_id]
+
+    def _close_subscriptions(self, session_id: str, reason: str) -> None:
+        for subscription in self._subscribers.pop(session_id, set()):
+            subscription.close(reason)
 
     def sweep(self) -> int:
         """Drop subscriptions whose reader has gone; returns how many. Run periodically."""
@@ -371,6 +491,5 @@ class Engine:
         if leftover:
             await self._stop(leftover, SessionStatus.INTERRUPTED)
             log.warning("interrupted %d sessions that were still running", len(leftover))
-        for subscription in [s for subs in self._subscribers.values() for s in subs]:
-            subscription.close(SHUTDOWN)
-        self._subscribers.clear()
+        for session_id in list(self._subscribers):
+            self._close_subscriptions(session_id, SHUTDOWN)

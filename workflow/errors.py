@@ -7,7 +7,10 @@
      │    └── ImageNotFound    the session has no image by that name
      ├── ResultNotReady        the session has no result yet (400)
      ├── SessionConflict       the session is not in a state that allows this (409)
-     ├── ShuttingDown          the service is draining and takes no new work (503)
+     ├── Unavailable           the service cannot do this right now (503)
+     │    ├── ShuttingDown     it is draining and takes no new work
+     │    ├── StoreUnavailable the store cannot be opened, read or written
+     │    └── TooManySessions  max_sessions is reached and nothing finished can make room
      └── StepFailed            a step of the pipeline failed; `step` names it
           └── StepTimedOut     the step ran past its timeout
 
@@ -46,7 +49,19 @@ class SessionConflict(OrchestratorError):
     pass
 
 
-class ShuttingDown(OrchestratorError):
+class Unavailable(OrchestratorError):
+    pass
+
+
+class ShuttingDown(Unavailable):
+    pass
+
+
+class StoreUnavailable(Unavailable):
+    pass
+
+
+class TooManySessions(Unavailable):
     pass
 
 

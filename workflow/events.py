@@ -51,6 +51,21 @@ class Event:
         return payload
 
 
+def frame_payload(event: Event) -> bytes:
+    """The JSON text of a logged event's frame: what a store keeps to rebuild the frame exactly."""
+    return event.frame[event.frame.index(b"data: ") + 6 : -2]
+
+
+def event_from_payload(event_id: int, payload: bytes) -> Event:
+    """Rebuild a stored event; its frame is byte for byte the one first sent."""
+    body = ujson.loads(payload)
+    event = Event(
+        event_id, body["type"], body["session_id"], body["data"], body["timestamp"], body.get("step_id")
+    )
+    object.__setattr__(event, "frame", b"id: %d\ndata: %s\n\n" % (event_id, payload))
+    return event
+
+
 def make_event(
     event_id: int | None,
     event_type: str,

@@ -41,6 +41,10 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
 @dataclass
 class SessionStep:
     id: str
@@ -66,6 +70,20 @@ class SessionStep:
                 data[key] = getattr(self, key)
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionStep:
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            status=StepStatus(data["status"]),
+            started_at=parse_time(data.get("started_at")),
+            completed_at=parse_time(data.get("completed_at")),
+            duration_ns=data.get("duration"),
+            output=data.get("output", ""),
+            error=data.get("error", ""),
+            metadata=data.get("metadata", {}),
+        )
+
 
 @dataclass
 class SessionResult:
@@ -84,6 +102,12 @@ class SessionResult:
             "completed_at": rfc3339(self.completed_at),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionResult:
+        completed_at = parse_time(data["completed_at"])
+        assert completed_at is not None
+        return cls(data["lesson"], data["images"], data["summary"], data["duration"], completed_at)
+
 
 @dataclass
 class Session:
@@ -95,10 +119,12 @@ class Session:
     result: SessionResult | None = None
     steps: list[SessionStep] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
-    # Not part of the JSON form: the id of the last event in the session's log, and what each
-    # completed step handed on to the next (its checkpoint).
+    # Not part of the JSON form: the id of the last event in the session's log, what each
+    # completed step handed on to the next (its checkpoint), and when its run first started
+    # (wall clock, ns), so a run resumed after a restart still reports its whole duration.
     last_event_id: int = 0
     checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run_started_ns: int = 0
 
     @classmethod
     def new(cls, topic: str, metadata: dict[str, Any] | None = None) -> Session:

@@ -1,0 +1,297 @@
+"""Sessions, event logs and images in one SQLite file (WAL), written by a group-commit thread.
+
+Durability: the journal is WAL with `synchronous=NORMAL`. Every write is committed before the
+caller hears back, and a commit survives the process being killed at any moment. A power loss or
+an operating-system crash can lose the last commits (those not yet checkpointed from the WAL into
+the database), never the database's consistency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from store.base import FINISHED, UNFINISHED, SessionStore, StoredImage
+from store.records import COLUMNS, session_from_row, session_to_row
+from store.writer import GroupCommitWriter
+from workflow.errors import StoreUnavailable
+from workflow.events import Event, event_from_payload, frame_payload
+from workflow.models import Session, SessionStatus, rfc3339
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order, for paging
+    id TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    run_started_ns INTEGER NOT NULL,
+    result TEXT,
+    steps TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    checkpoints TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
+CREATE TABLE IF NOT EXISTS events (
+    session_id TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (session_id, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS images (
+    session_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (session_id, name)
+) WITHOUT ROWID;
+"""
+SESSION_SELECT = f"SELECT {', '.join(COLUMNS)} FROM sessions"
+LAST_EVENT_ID = "SELECT COALESCE(MAX(id), 0) FROM events WHERE session_id = ?"
+UPSERT_SESSION = (
+    f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}"
+)
+
+
+def _configure(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA busy_timeout = 5000")
+    connection.execute("PRAGMA foreign_keys = ON")
+
+
+def _write_session(connection: sqlite3.Connection, session: Session) -> None:
+    connection.execute(UPSERT_SESSION, session_to_row(session))
+
+
+def _delete_sessions(connection: sqlite3.Connection, session_ids: Sequence[str]) -> int:
+    deleted = 0
+    for session_id in session_ids:
+        connection.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+        connection.execute("DELETE FROM images WHERE session_id = ?", (session_id,))
+        deleted += connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
+    return deleted
+
+
+class SQLiteStore(SessionStore):
+    kind = "sqlite"
+
+    def __init__(self, path: Path, commit_window: float = 0.002) -> None:
+        self.path = path
+        self._writer = GroupCommitWriter(self._open_writer, window=commit_window)
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-read")
+        self._local = threading.local()  # one read connection per reader thread
+        self._read_connections: list[sqlite3.Connection] = []
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path, commit_window: float = 0.002) -> SQLiteStore:
+        """Open (creating if need be) the database; raises StoreUnavailable naming the path."""
+        store = cls(path, commit_window)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await store._writer.start()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the database {path}: {exc}") from exc
+        return store
+
+    def _open_writer(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            _configure(connection)
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch the journal to WAL (it is {mode})")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.executescript(SCHEMA)
+            self._check_version(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _check_version(self, connection: sqlite3.Connection) -> None:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"its schema version {row[0]} is newer than this service's ({SCHEMA_VERSION}); "
+                "run a newer release of the service, or point db_path elsewhere"
+            )
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._writer.submit(operation)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot write to the database {self.path}: {exc}") from exc
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            connection = getattr(self._local, "connection", None)
+            if connection is None:
+                # Used by this thread only; closed from the loop's thread at shutdown.
+                connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                _configure(connection)
+                connection.execute("PRAGMA query_only = ON")
+                self._local.connection = connection
+                self._read_connections.append(connection)
+            return query(connection)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the database {self.path}: {exc}") from exc
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    async def create(self, session: Session) -> None:
+        await self._write(lambda c: _write_session(c, session))
+
+    async def save(self, session: Session) -> None:
+        await self._write(lambda c: _write_session(c, session))
+
+    async def get(self, session_id: str) -> Session | None:
+        def query(connection: sqlite3.Connection) -> Session | None:
+            row = connection.execute(f"{SESSION_SELECT} WHERE id = ?", (session_id,)).fetchone()
+            if row is None:
+                return None
+            return session_from_row(row, connection.execute(LAST_EVENT_ID, (session_id,)).fetchone()[0])
+
+        return await self._read(query)
+
+    async def delete(self, session_id: str) -> bool:
+        return bool(await self._write(lambda c: _delete_sessions(c, [session_id])))
+
+    async def list(
+        self, limit: int, status: SessionStatus | None = None, before: str | None = None
+    ) -> list[Session]:
+        conditions, params = [], []
+        if status is not None:
+            conditions.append("status = ?")
+            params.append(status.value)
+        if before is not None:
+            conditions.append("seq < COALESCE((SELECT seq FROM sessions WHERE id = ?), 0)")
+            params.append(before)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = f"{SESSION_SELECT}{where} ORDER BY seq DESC LIMIT ?"
+        return await self._sessions(sql, (*params, limit))
+
+    async def unfinished(self) -> list[Session]:
+        marks = ", ".join("?" * len(UNFINISHED))
+        sql = f"{SESSION_SELECT} WHERE status IN ({marks}) ORDER BY seq"
+        return await self._sessions(sql, tuple(s.value for s in UNFINISHED))
+
+    async def _sessions(self, sql: str, params: tuple[Any, ...]) -> list[Session]:
+        def query(connection: sqlite3.Connection) -> list[Session]:
+            rows = connection.execute(sql, params).fetchall()
+            return [
+                session_from_row(row, connection.execute(LAST_EVENT_ID, (row[0],)).fetchone()[0])
+                for row in rows
+            ]
+
+        return await self._read(query)
+
+    async def count(self) -> dict[str, int]:
+        rows = await self._read(
+            lambda c: c.execute("SELECT status, COUNT(*) FROM sessions GROUP BY status").fetchall()
+        )
+        return dict(rows)
+
+    # -- events and images ---------------------------------------------------------------------
+
+    async def append_events(
+        self, session_id: str, events: Sequence[Event], session: Session | None = None
+    ) -> None:
+        rows = [(session_id, event.id, frame_payload(event)) for event in events]
+
+        def write(connection: sqlite3.Connection) -> None:
+            if session is not None:
+                _write_session(connection, session)
+            connection.executemany("INSERT INTO events (session_id, id, payload) VALUES (?, ?, ?)", rows)
+
+        await self._write(write)
+
+    async def events_after(self, session_id: str, after_id: int) -> list[Event]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, payload FROM events WHERE session_id = ? AND id > ? ORDER BY id",
+                (session_id, after_id),
+            ).fetchall()
+        )
+        return [event_from_payload(event_id, payload) for event_id, payload in rows]
+
+    async def put_image(self, session_id: str, name: str, image: StoredImage) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)",
+                (session_id, name, image.content_type, image.data),
+            )
+        )
+
+    async def get_image(self, session_id: str, name: str) -> StoredImage | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT content_type, data FROM images WHERE session_id = ? AND name = ?", (session_id, name)
+            ).fetchone()
+        )
+        return StoredImage(row[0], bytes(row[1])) if row else None
+
+    # -- upkeep --------------------------------------------------------------------------------
+
+    async def prune(self, finished_before: datetime, keep_at_most: int) -> list[str]:
+        finished = tuple(s.value for s in FINISHED)
+        marks = ", ".join("?" * len(finished))
+
+        def write(connection: sqlite3.Connection) -> list[str]:
+            old = connection.execute(
+                f"SELECT id FROM sessions WHERE status IN ({marks}) AND updated_at < ?",
+                (*finished, rfc3339(finished_before)),
+            ).fetchall()
+            doomed = [row[0] for row in old]
+            total = connection.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+            excess = total - len(doomed) - keep_at_most
+            if excess > 0:
+                oldest = connection.execute(
+                    f"SELECT id FROM sessions WHERE status IN ({marks}) ORDER BY seq LIMIT ?",
+                    (*finished, excess + len(doomed)),
+                ).fetchall()
+                doomed += [row[0] for row in oldest if row[0] not in doomed][:excess]
+            _delete_sessions(connection, doomed)
+            return doomed
+
+        return await self._write(write)
+
+    async def describe(self) -> dict[str, Any]:
+        def file_facts() -> tuple[int, bool]:
+            files = [Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm")]
+            return sum(f.stat().st_size for f in files if f.exists()), os.access(self.path, os.W_OK)
+
+        size, writable = await asyncio.get_running_loop().run_in_executor(self._readers, file_facts)
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "size_bytes": size,
+            "writable": writable and self._writer.last_error is None,
+            "commits": self._writer.commits,
+        }
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        self._readers.shutdown(wait=True)
+        for connection in self._read_connections:
+            connection.close()
