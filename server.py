@@ -89,6 +89,13 @@ def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
 
 async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> None:
     """Serve until `shutdown` is set, then drain: stop accepting, finish or interrupt runs, close streams."""
+    # Resume first: a client reconnecting the moment the port opens finds its session running.
+    if settings.resume_on_start:
+        resumed = await engine.resume_unfinished()
+        if resumed:
+            log.info("resumed %d sessions a stop had interrupted", resumed)
+    else:
+        await engine.mark_unfinished_interrupted()
     app = make_app(settings, engine)
     server = HTTPServer(
         app,
@@ -107,12 +114,6 @@ async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> 
         engine.provider.name,
         getattr(engine.store, "path", engine.store.kind),
     )
-    if settings.resume_on_start:
-        resumed = await engine.resume_unfinished()
-        if resumed:
-            log.info("resumed %d sessions a stop had interrupted", resumed)
-    else:
-        await engine.mark_unfinished_interrupted()
     upkeep = [
         PeriodicCallback(engine.sweep, settings.sweep_interval * 1000),
         PeriodicCallback(lambda: _prune(engine), settings.prune_interval * 1000),

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import tornado.httpclient
 import ujson
@@ -60,7 +63,14 @@ class Client:
         await self.http.fetch(f"{self.base}/api/sessions/{session_id}/result", request_timeout=60)
 
 
-async def throughput(client: Client, sessions: int, concurrency: int) -> None:
+@dataclass
+class Throughput:
+    sessions_per_second: float
+    create_p50_ms: float
+    create_p99_ms: float
+
+
+async def throughput(client: Client, sessions: int, concurrency: int) -> Throughput:
     """Create, run (pace 0) and fetch the result of `sessions` sessions, `concurrency` at a time."""
     create_times: list[float] = []
     gate = asyncio.Semaphore(concurrency)
@@ -75,13 +85,8 @@ async def throughput(client: Client, sessions: int, concurrency: int) -> None:
     began = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(sessions)))
     elapsed = time.perf_counter() - began
-    print(
-        f"throughput: {sessions} sessions end to end, {concurrency} at a time: "
-        f"{sessions / elapsed:.1f} sessions/s ({elapsed:.2f} s)"
-    )
-    print(
-        f"POST /api/sessions latency: p50 {1000 * statistics.median(create_times):.2f} ms, "
-        f"p99 {1000 * percentile(create_times, 0.99):.2f} ms"
+    return Throughput(
+        sessions / elapsed, 1000 * statistics.median(create_times), 1000 * percentile(create_times, 0.99)
     )
 
 
@@ -89,7 +94,6 @@ async def fan_out(client: Client, server: ServerProcess, subscribers: int) -> No
     """One session watched by many streams: delivery time to all of them, and memory per stream."""
     session_id, _ = await client.create("fan-out")
     before = rss_kib(server.proc.pid)
-    # The first GET starts the session; attach everyone before it can finish by gating on pace.
     began = time.perf_counter()
     counts = await asyncio.gather(*(client.stream(session_id) for _ in range(subscribers)))
     elapsed = time.perf_counter() - began
@@ -111,11 +115,27 @@ async def run_all(argv: Sequence[str]) -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--subscribers", type=int, default=300)
     args = parser.parse_args(argv)
-    server = ServerProcess("--pace=0")
-    try:
-        client = Client(server.url)
-        print(f"server: pid {server.proc.pid}, {server.url}, memory store, builtin provider at pace 0")
-        await throughput(client, args.sessions, args.concurrency)
-        await fan_out(client, server, args.subscribers)
-    finally:
-        server.terminate()
+    print(
+        f"{args.sessions} sessions end to end (create, run at pace 0, result), {args.concurrency} at a time,"
+    )
+    print("against a real server process per store:")
+    figures: dict[str, Throughput] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for store, db in (("memory", None), ("sqlite", Path(scratch) / "bench.db")):
+            server = ServerProcess(db=db)
+            try:
+                figures[store] = await throughput(Client(server.url), args.sessions, args.concurrency)
+                if store == "sqlite":
+                    print()
+                    await fan_out(Client(server.url), server, args.subscribers)
+            finally:
+                server.terminate()
+    print()
+    print(f"{'store':<8} {'sessions/s':>11} {'POST p50 ms':>12} {'POST p99 ms':>12}")
+    for store, figure in figures.items():
+        print(
+            f"{store:<8} {figure.sessions_per_second:>11.1f} {figure.create_p50_ms:>12.2f} "
+            f"{figure.create_p99_ms:>12.2f}"
+        )
+    ratio = figures["sqlite"].sessions_per_second / figures["memory"].sessions_per_second
+    print(f"sqlite/memory throughput: {100 * ratio:.0f}% (target: at least 70%)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,10 +61,12 @@ class SessionStore(ABC):
         """How many sessions there are in each status."""
 
     @abstractmethod
-    async def append_events(
+    def append_events(
         self, session_id: str, events: Sequence[Event], session: Session | None = None
-    ) -> None:
-        """Add events to the log; with `session`, save it in the same commit, so state and event agree."""
+    ) -> asyncio.Future[None]:
+        """Queue events for the log now, with `session` saved in the same commit if given, so state
+        and event agree. The future completes once they are committed; writes complete in the
+        order they were made."""
 
     @abstractmethod
     async def events_after(self, session_id: str, after_id: int) -> list[Event]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections import Counter
 from collections.abc import Sequence
@@ -27,7 +28,12 @@ class MemoryStore(SessionStore):
         self._images[session.id] = {}
 
     async def get(self, session_id: str) -> Session | None:
-        return self._sessions.get(session_id)
+        session = self._sessions.get(session_id)
+        if session is not None:
+            # As the interface says: the last event id is the log's, whatever state was saved.
+            log = self._events.get(session_id)
+            session.last_event_id = (log[-1].id or 0) if log else 0
+        return session
 
     async def save(self, session: Session) -> None:
         # The engine mutates the very object this store holds; saving only has to keep it.
@@ -53,12 +59,17 @@ class MemoryStore(SessionStore):
     async def count(self) -> dict[str, int]:
         return dict(Counter(session.status.value for session in self._sessions.values()))
 
-    async def append_events(
+    def append_events(
         self, session_id: str, events: Sequence[Event], session: Session | None = None
-    ) -> None:
+    ) -> asyncio.Future[None]:
+        if session is not None:
+            self._sessions[session.id] = session
         log = self._events.get(session_id)
         if log is not None:
             log.extend(events)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
     async def events_after(self, session_id: str, after_id: int) -> list[Event]:
         log = self._events.get(session_id, [])

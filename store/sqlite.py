@@ -23,7 +23,7 @@ from store.records import COLUMNS, session_from_row, session_to_row
 from store.writer import GroupCommitWriter
 from workflow.errors import StoreUnavailable
 from workflow.events import Event, event_from_payload, frame_payload
-from workflow.models import Session, SessionStatus, rfc3339
+from workflow.models import Session, SessionStatus, rfc3339, utcnow
 
 T = TypeVar("T")
 
@@ -71,10 +71,6 @@ def _configure(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA foreign_keys = ON")
 
 
-def _write_session(connection: sqlite3.Connection, session: Session) -> None:
-    connection.execute(UPSERT_SESSION, session_to_row(session))
-
-
 def _delete_sessions(connection: sqlite3.Connection, session_ids: Sequence[str]) -> int:
     deleted = 0
     for session_id in session_ids:
@@ -89,7 +85,9 @@ class SQLiteStore(SessionStore):
 
     def __init__(self, path: Path, commit_window: float = 0.002) -> None:
         self.path = path
-        self._writer = GroupCommitWriter(self._open_writer, window=commit_window)
+        self._writer = GroupCommitWriter(
+            self._open_writer, window=commit_window, wrap_error=self._write_error
+        )
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-read")
         self._local = threading.local()  # one read connection per reader thread
         self._read_connections: list[sqlite3.Connection] = []
@@ -117,6 +115,11 @@ class SQLiteStore(SessionStore):
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.executescript(SCHEMA)
             self._check_version(connection)
+            # Prove now that the file can be written: a read-only database should stop the start,
+            # not fail the first request.
+            connection.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_opened_at', ?)", (rfc3339(utcnow()),)
+            )
         except BaseException:
             connection.close()
             raise
@@ -134,11 +137,12 @@ class SQLiteStore(SessionStore):
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return await self._writer.submit(operation)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot write to the database {self.path}: {exc}") from exc
+    def _write_error(self, exc: sqlite3.Error) -> StoreUnavailable:
+        return StoreUnavailable(f"cannot write to the database {self.path}: {exc}")
+
+    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue a write now; the future completes once it is committed (StoreUnavailable if not)."""
+        return self._writer.submit(operation)
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -160,10 +164,12 @@ class SQLiteStore(SessionStore):
     # -- sessions ------------------------------------------------------------------------------
 
     async def create(self, session: Session) -> None:
-        await self._write(lambda c: _write_session(c, session))
+        await self.save(session)
 
     async def save(self, session: Session) -> None:
-        await self._write(lambda c: _write_session(c, session))
+        # The row is taken now, on the loop's thread: the session may change before the write runs.
+        row = session_to_row(session)
+        await self._write(lambda c: c.execute(UPSERT_SESSION, row))
 
     async def get(self, session_id: str) -> Session | None:
         def query(connection: sqlite3.Connection) -> Session | None:
@@ -214,17 +220,18 @@ class SQLiteStore(SessionStore):
 
     # -- events and images ---------------------------------------------------------------------
 
-    async def append_events(
+    def append_events(
         self, session_id: str, events: Sequence[Event], session: Session | None = None
-    ) -> None:
+    ) -> asyncio.Future[None]:
         rows = [(session_id, event.id, frame_payload(event)) for event in events]
+        session_row = session_to_row(session) if session is not None else None  # taken now, as in save
 
         def write(connection: sqlite3.Connection) -> None:
-            if session is not None:
-                _write_session(connection, session)
+            if session_row is not None:
+                connection.execute(UPSERT_SESSION, session_row)
             connection.executemany("INSERT INTO events (session_id, id, payload) VALUES (?, ?, ?)", rows)
 
-        await self._write(write)
+        return self._write(write)
 
     async def events_after(self, session_id: str, after_id: int) -> list[Event]:
         rows = await self._read(
@@ -288,6 +295,7 @@ class SQLiteStore(SessionStore):
             "size_bytes": size,
             "writable": writable and self._writer.last_error is None,
             "commits": self._writer.commits,
+            "pending_writes": self._writer.pending,
         }
 
     async def close(self) -> None:

@@ -28,10 +28,18 @@ class GroupCommitWriter:
     IOLoop never blocks on the database, and many sessions' events share a commit.
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], window: float, batch: int = 500) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        window: float,
+        batch: int = 500,
+        wrap_error: Callable[[sqlite3.Error], Exception] = lambda exc: exc,
+    ) -> None:
         self._connect = connect
         self.window = window
         self.batch = batch
+        self._wrap_error = wrap_error
+        self.pending = 0  # writes submitted and not yet answered
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
         self._opened: asyncio.Future[None] | None = None
@@ -45,12 +53,20 @@ class GroupCommitWriter:
         self._thread.start()
         await self._opened
 
-    async def submit(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `operation(connection)` in a transaction; returns once it is committed."""
+    def submit(self, operation: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue `operation(connection)` now; the future completes once it is committed.
+
+        Writes are committed, and their futures completed, in the order they were submitted.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self.pending += 1
+        future.add_done_callback(self._answered)
         self._queue.put((operation, future, loop))
-        return await future
+        return future
+
+    def _answered(self, _: asyncio.Future[Any]) -> None:
+        self.pending -= 1
 
     async def stop(self) -> None:
         """Commit what is queued, then close the connection and end the thread."""
@@ -64,9 +80,9 @@ class GroupCommitWriter:
         try:
             connection = self._connect()
         except BaseException as exc:  # hand every failure to the caller of start()
-            opened.get_loop().call_soon_threadsafe(_settle, opened, False, exc)
+            opened.get_loop().call_soon_threadsafe(_settle_all, [(opened, False, exc)])
             return
-        opened.get_loop().call_soon_threadsafe(_settle, opened, True, None)
+        opened.get_loop().call_soon_threadsafe(_settle_all, [(opened, True, None)])
         try:
             while True:
                 batch = self._next_batch()
@@ -93,36 +109,74 @@ class GroupCommitWriter:
         return batch
 
     def _commit(self, connection: sqlite3.Connection, work: list[Any]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            for operation, _, _ in work:
-                connection.execute("SAVEPOINT operation")
-                try:
-                    outcomes.append((True, operation(connection)))
-                except Exception as exc:
-                    connection.execute("ROLLBACK TO operation")
-                    outcomes.append((False, exc))
-                connection.execute("RELEASE operation")
-            connection.execute("COMMIT")
-            self.commits += 1
-            self.last_error = None
+            try:
+                outcomes = self._transaction(connection, work, isolate=False)
+            except _OperationFailed:
+                # One operation failed and took the transaction with it: run them again, each in
+                # its own savepoint, so only the failing one fails. Rare, so the common path stays
+                # lean. (Inside the outer try: if this commit fails too, every caller still hears.)
+                outcomes = self._transaction(connection, work, isolate=True)
         except sqlite3.Error as exc:
             # The commit itself failed (read-only file, disk full, I/O error): nothing was kept.
             log.error("database commit of %d writes failed: %s", len(work), exc)
             self.last_error = str(exc)
+            outcomes = [(False, exc)] * len(work)
+        loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (_, future, loop), (ok, value) in zip(work, outcomes, strict=True):
+            if isinstance(value, sqlite3.Error):
+                value = self._wrap_error(value)
+            loops.setdefault(loop, []).append((future, ok, value))
+        for loop, settlements in loops.items():
+            # One wake-up of the loop per commit, however many writes it answers.
+            loop.call_soon_threadsafe(_settle_all, settlements)
+
+    def _transaction(
+        self, connection: sqlite3.Connection, work: list[Any], isolate: bool
+    ) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for operation, _, _ in work:
+                if isolate:
+                    outcomes.append(self._isolated(connection, operation))
+                    continue
+                try:
+                    outcomes.append((True, operation(connection)))
+                except Exception as exc:
+                    raise _OperationFailed from exc
+            connection.execute("COMMIT")
+        except BaseException:
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
-            outcomes = [(False, exc)] * len(work)
-        for (_, future, loop), (ok, value) in zip(work, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, ok, value)
+            raise
+        self.commits += 1
+        self.last_error = None
+        return outcomes
+
+    @staticmethod
+    def _isolated(connection: sqlite3.Connection, operation: Operation) -> tuple[bool, Any]:
+        connection.execute("SAVEPOINT operation")
+        try:
+            result = operation(connection)
+        except Exception as exc:
+            connection.execute("ROLLBACK TO operation")
+            connection.execute("RELEASE operation")
+            return False, exc
+        connection.execute("RELEASE operation")
+        return True, result
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():  # the caller gave up waiting
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+class _OperationFailed(Exception):
+    """An operation raised inside a shared transaction; the batch is rerun one savepoint each."""
+
+
+def _settle_all(settlements: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in settlements:
+        if future.done():  # the caller gave up waiting
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

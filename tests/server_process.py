@@ -16,14 +16,18 @@ LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
 
 
 class ServerProcess:
-    def __init__(self, *args: str, env: dict[str, str] | None = None, start_timeout: float = 20) -> None:
+    def __init__(
+        self, *args: str, db: Path | None = None, env: dict[str, str] | None = None, start_timeout: float = 20
+    ) -> None:
+        """Start the server; with `db` on that SQLite file, otherwise on the memory store."""
         self.lines: list[str] = []
         self.port = 0
         self._ready = threading.Event()
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
         child_env.update(env or {})
+        store = ["--store=sqlite", f"--db_path={db}"] if db else ["--store=memory"]
         self.proc = subprocess.Popen(
-            [sys.executable, "server.py", "--port=0", "--pace=0", "--log_format=text", *args],
+            [sys.executable, "server.py", "--port=0", "--pace=0", "--log_format=text", *store, *args],
             cwd=PROJECT,
             env=child_env,
             stdin=subprocess.DEVNULL,

@@ -216,9 +216,10 @@ async def test_the_run_continues_when_the_client_disconnects(api, http_port, eng
 
 
 @pytest.mark.gen_test
-@pytest.mark.parametrize("config_overrides", [{"subscriber_buffer": 20, "flush_timeout": 30}])
+@pytest.mark.parametrize("config_overrides", [{"subscriber_buffer": 300, "flush_timeout": 30}])
 async def test_a_subscriber_that_stops_reading_is_cut_off_while_another_keeps_up(api, http_port, engine):
-    engine.provider = FloodProvider(chunks=300, size=64 * 1024)
+    # Far more than socket buffers hold (a few MB here) and than the 300 events a reader may lag.
+    engine.provider = FloodProvider(chunks=1200, size=16 * 1024)
     session_id = await api.create()
     slow = await open_sse(http_port, f"/api/sessions/{session_id}/run", "POST", receive_buffer=4096)
     fast = await open_sse(http_port, f"/api/sessions/{session_id}/run")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,9 @@ DELETED = "the session was deleted"
 IDLE = "the session is not running"
 STORE_DOWN = "the store cannot be written"
 RESTARTED = "the service stopped while this step ran; its partial output is void"
+# A run with more uncommitted events than this waits for its latest commit before going on. It
+# bounds how far a run gets ahead of its store, and so the burst its readers are offered at once.
+MAX_UNCOMMITTED = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +100,8 @@ class Engine:
         self._subscribers: dict[str, set[Subscription]] = {}
         self._stop_reasons: dict[str, SessionStatus] = {}  # why a task was cancelled
         self._count: int | None = None  # sessions in the store, counted once, then kept up to date
+        self._write_failures: dict[str, BaseException] = {}  # a run whose writes failed stops
+        self._uncommitted: dict[str, int] = {}  # events published and not yet committed, by session
         self.accepting = True
 
     async def _session_count(self) -> int:
@@ -109,7 +115,7 @@ class Engine:
         """A new pending session, committed to the store before this returns."""
         self._check_accepting()
         if await self._session_count() >= self.options.max_sessions:
-            await self.prune()
+            await self.prune(room_for=1)
             if await self._session_count() >= self.options.max_sessions:
                 raise TooManySessions(
                     f"{self.options.max_sessions} sessions are kept and none has finished; try again later"
@@ -169,6 +175,9 @@ class Engine:
     async def start(self, session_id: str) -> Session:
         """Start a pending session; it runs on its own until it ends, whoever is watching."""
         session = await self.get_session(session_id)
+        # Re-read after the await: another request may have started it meanwhile. From here to
+        # `_live[...] = session` there is no await, so only one start can get through.
+        session = self._live.get(session_id, session)
         self._check_pending(session)
         self._check_accepting()
         session.status = SessionStatus.RUNNING
@@ -197,6 +206,7 @@ class Engine:
     def _run_finished(self, session_id: str, task: asyncio.Task[None]) -> None:
         self._tasks.pop(session_id, None)
         self._live.pop(session_id, None)
+        self._write_failures.pop(session_id, None)
         if not task.cancelled() and task.exception() is not None:
             # _run handles every failure itself; anything left here is a bug, so make it loud.
             log.error("session %s run crashed", session_id, exc_info=task.exception())
@@ -240,7 +250,7 @@ class Engine:
                 completed_at=utcnow(),
             )
             self._set_status(session, SessionStatus.COMPLETED)
-            await self.publish(session, ev.FINAL, {"result": session.result.to_json()}, save=True)
+            await self.publish(session, ev.FINAL, {"result": session.result.to_json()}, save=True, wait=True)
         except StepFailed as exc:
             self._set_status(session, SessionStatus.FAILED, f"{exc.step}: {exc}")
             data = {"status": "failed", "error": str(exc), "step": exc.step}
@@ -259,10 +269,12 @@ class Engine:
 
     async def _publish_or_log(self, session: Session, event_type: str, data: dict[str, Any]) -> None:
         try:
-            await self.publish(session, event_type, data, save=True)
+            await self.publish(session, event_type, data, save=True, wait=True)
         except StoreUnavailable as exc:
             log.error("session %s: could not record its end: %s", session.id, exc)
             self._close_subscriptions(session.id, STORE_DOWN)
+            if session.id not in self._tasks:
+                self._write_failures.pop(session.id, None)
 
     async def _record_stop(self, session: Session, status: SessionStatus) -> None:
         if status == SessionStatus.CANCELLED:
@@ -365,6 +377,7 @@ class Engine:
 
     async def cancel(self, session_id: str) -> Session:
         session = await self.get_session(session_id)
+        session = self._live.get(session_id, session)  # it may have started while we read it
         if session.status.finished:
             raise SessionConflict(f"session {session_id} already ended ({session.status.value})")
         task = self._tasks.get(session_id)
@@ -389,10 +402,11 @@ class Engine:
             extra={"session_id": session_id},
         )
 
-    async def prune(self) -> int:
-        """Delete finished sessions past their retention, and the oldest beyond max_sessions."""
+    async def prune(self, room_for: int = 0) -> int:
+        """Delete finished sessions past their retention, and the oldest beyond max_sessions
+        (less `room_for`, to make room for new ones)."""
         cutoff = utcnow() - timedelta(seconds=self.options.retention)
-        deleted = await self.store.prune(cutoff, self.options.max_sessions)
+        deleted = await self.store.prune(cutoff, self.options.max_sessions - room_for)
         self._count = None
         for session_id in deleted:
             self._close_subscriptions(session_id, DELETED)
@@ -410,19 +424,46 @@ class Engine:
         step_id: str | None = None,
         *,
         save: bool = False,
+        wait: bool = False,
     ) -> Event:
-        """Give the event the session's next id, commit it (with the session, if `save`), then offer
-        it to every subscriber: nobody ever sees an event the store does not have."""
+        """Give the event the session's next id and queue it (with the session, if `save`) for the store.
+
+        Subscribers are offered it only once it is committed, so nobody ever holds an event the
+        store does not have. The run does not wait for the commit (writes are committed in order,
+        so what a crash leaves is always a prefix of the log) unless `wait` is set, or the store
+        has fallen too far behind.
+        """
+        failure = self._write_failures.get(session.id)
+        if failure is not None:
+            raise failure
         session.last_event_id += 1
         event = make_event(session.last_event_id, event_type, session.id, data, step_id)
-        await self.store.append_events(session.id, [event], session if save else None)
-        subscribers = self._subscribers.get(session.id)
+        committed = self.store.append_events(session.id, [event], session if save else None)
+        uncommitted = self._uncommitted.get(session.id, 0) + 1
+        self._uncommitted[session.id] = uncommitted
+        committed.add_done_callback(functools.partial(self._deliver, session.id, event))
+        if wait or uncommitted > MAX_UNCOMMITTED:
+            await committed
+        return event
+
+    def _deliver(self, session_id: str, event: Event, committed: asyncio.Future[None]) -> None:
+        """Offer a committed event to the session's subscribers, in commit order."""
+        left = self._uncommitted.pop(session_id, 1) - 1
+        if left:
+            self._uncommitted[session_id] = left
+        failure = None if committed.cancelled() else committed.exception()
+        if failure is not None:
+            if session_id not in self._write_failures:
+                log.error("session %s: event %s was not stored: %s", session_id, event.id, failure)
+                self._write_failures[session_id] = failure
+            self._close_subscriptions(session_id, STORE_DOWN)
+            return
+        subscribers = self._subscribers.get(session_id)
         if subscribers:
             for subscription in list(subscribers):
                 subscription.offer(event)
                 if subscription.closed:
                     subscribers.discard(subscription)
-        return event
 
     async def subscribe(
         self, session_id: str, after_id: int = 0, *, start: bool = False, must_start: bool = False
@@ -439,21 +480,29 @@ class Engine:
             raise InvalidInput("Last-Event-ID must be a non-negative integer")
         if must_start:
             self._check_pending(session)
-        will_run = session_id in self._tasks or (start and session.status == SessionStatus.PENDING)
+        will_run = session_id in self._live or (start and session.status == SessionStatus.PENDING)
         if not will_run and after_id >= session.last_event_id:
             return None
         subscription = Subscription(session_id, self.options.subscriber_buffer, after_id)
         self._subscribers.setdefault(session_id, set()).add(subscription)
         try:
             subscription.prime(await self.store.events_after(session_id, after_id))
-            if start and session.status == SessionStatus.PENDING:
-                await self.start(session_id)
-            elif session_id not in self._tasks:
+            if start and session_id not in self._live:
+                await self._start_unless_started(session_id, must_start)
+            if session_id not in self._live:
                 subscription.close(IDLE)
         except BaseException:
             self.unsubscribe(subscription)
             raise
         return subscription
+
+    async def _start_unless_started(self, session_id: str, must_start: bool) -> None:
+        try:
+            await self.start(session_id)
+        except SessionConflict:
+            # Another reader started it a moment ago, or it has ended: attach to what there is.
+            if must_start:
+                raise
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.close()
