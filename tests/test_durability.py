@@ -250,3 +250,23 @@ def test_a_read_only_database_stops_the_start_with_a_message_naming_it(servers, 
         done = start_should_fail(db)
     assert done.returncode == 1
     assert str(db) in done.stderr and "readonly" in done.stderr.replace("-", "").replace(" ", "")
+
+
+def test_a_database_that_stops_taking_writes_gives_503s_and_the_service_carries_on(servers, db):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make the open database immutable")
+    server = start(servers, db)
+    session_id = create(server)
+    files = [db, Path(f"{db}-wal")]
+    with contextlib.ExitStack() as stack:
+        for path in files:
+            stack.enter_context(read_only(path))
+        response = requests.post(f"{server.url}/api/sessions", json={"topic": "tides"}, timeout=TIMEOUT)
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == 503 and f"cannot write to the database {db}" in body["error"]
+        health = get(server, "/health").json()
+        assert health["store"]["writable"] is False
+        assert get(server, f"/api/sessions/{session_id}").status_code == 200  # reads still work
+    assert create(server, "after the disk came back")
+    assert "cannot write to the database" in server.log_text()
