@@ -25,7 +25,12 @@ from store import MemoryStore, SessionStore
 from store.sqlite import SQLiteStore
 from workflow.engine import Engine, EngineOptions
 from workflow.errors import StoreUnavailable
+from workflow.images import DiagramImages, ImageProvider, ModelImages
+from workflow.prompts import PromptError, Prompts
+from workflow.providers.base import LessonProvider
 from workflow.providers.builtin import BuiltinProvider
+from workflow.providers.llm import OpenAICompatibleProvider
+from workflow.providers.openai_client import LLMConfig, make_client
 
 log = logging.getLogger("orchestrator")
 access_log = logging.getLogger("orchestrator.access")
@@ -54,14 +59,50 @@ async def open_store(settings: Settings) -> SessionStore:
     return await SQLiteStore.open(settings.database, commit_window=settings.commit_window)
 
 
-def make_engine(settings: Settings, store: SessionStore) -> Engine:
-    options = EngineOptions(
+def engine_options(settings: Settings) -> EngineOptions:
+    return EngineOptions(
         step_timeout=settings.step_timeout,
         subscriber_buffer=settings.subscriber_buffer,
         retention=settings.retention,
         max_sessions=settings.max_sessions,
+        retries=settings.retries,
+        retry_initial_delay=settings.retry_initial_delay,
+        retry_max_delay=settings.retry_max_delay,
+        optional_steps=settings.optional_step_names,
+        token_budget=settings.token_budget,
+        prompt_price=settings.llm_prompt_price,
+        completion_price=settings.llm_completion_price,
     )
-    return Engine(store, BuiltinProvider(pace=settings.pace), options)
+
+
+def llm_config(settings: Settings) -> LLMConfig:
+    return LLMConfig(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        step_options=settings.step_options,
+        json_mode=settings.llm_json_mode,
+        idle_timeout=settings.llm_idle_timeout,
+        total_timeout=settings.step_timeout,
+        image_model=settings.image_model,
+        image_size=settings.image_size,
+    )
+
+
+def make_engine(settings: Settings, store: SessionStore) -> Engine:
+    """The engine with the configured providers; raises PromptError if a prompt file is unusable."""
+    provider: LessonProvider = BuiltinProvider(pace=settings.pace)
+    images: ImageProvider = DiagramImages()
+    if settings.provider == "openai" or settings.image_provider == "openai":
+        config, prompts = llm_config(settings), Prompts.load(settings.prompts_path)
+        client = make_client(config)
+        if settings.provider == "openai":
+            provider = OpenAICompatibleProvider(config, prompts, client)
+        if settings.image_provider == "openai":
+            images = ModelImages(config, prompts, client)
+    return Engine(store, provider, engine_options(settings), images)
 
 
 def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
@@ -130,6 +171,7 @@ async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> 
     if not await app.settings["open_streams"].wait_closed(timeout=5):
         log.warning("%d streams did not end in time; closing them", len(app.settings["open_streams"]))
     await server.close_all_connections()
+    await engine.close_providers()
     await engine.store.close()
     log.info("stopped")
 
@@ -157,7 +199,13 @@ async def main(argv: Sequence[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"server.py: {exc}", file=sys.stderr)
         return 1
-    await serve(settings, make_engine(settings, store), shutdown)
+    try:
+        engine = make_engine(settings, store)
+    except PromptError as exc:
+        await store.close()
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 2
+    await serve(settings, engine, shutdown)
     return 0
 
 

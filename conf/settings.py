@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -9,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workflow.models import STEP_NAMES
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
 DEFAULT_CONF_FILE = PROJECT_DIR / "conf" / "orchestrator.toml"
 ENV_PREFIX = "ORCH_"
 
@@ -25,9 +29,10 @@ def option(
     minimum: float | None = None,
     choices: Sequence[str] = (),
     parse: Callable[[Any], Any] | None = None,
+    secret: bool = False,
 ) -> Any:
     metadata = {"help": help, "minimum": minimum, "choices": tuple(choices), "parse": parse}
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -42,6 +47,37 @@ def _to_bool(raw: Any) -> bool:
     if word not in TRUE_WORDS | FALSE_WORDS:
         raise ValueError(raw)
     return word in TRUE_WORDS
+
+
+STEP_OPTION_KEYS = {"model": str, "temperature": float, "max_tokens": int}
+
+
+def _to_step_options(raw: Any) -> str:
+    """Per-step model options, checked, kept as canonical JSON (settings stay hashable and printable)."""
+    if isinstance(raw, str):
+        raw = json.loads(raw) if raw.strip() else {}
+    if not isinstance(raw, dict):
+        raise ValueError(raw)
+    for step, options in raw.items():
+        if step not in STEP_NAMES or not isinstance(options, dict):
+            raise ValueError(f"{step!r} is not a step name with a table of options")
+        for key, value in options.items():
+            kind = STEP_OPTION_KEYS.get(key)
+            if (
+                kind is None
+                or isinstance(value, bool)
+                or not isinstance(value, (kind, int) if kind is float else kind)
+            ):
+                raise ValueError(f"{step}.{key} = {value!r}")
+    return json.dumps(raw, sort_keys=True)
+
+
+def _to_step_list(raw: Any) -> str:
+    names = [name.strip() for name in str(raw).split(",") if name.strip()]
+    unknown = [name for name in names if name not in STEP_NAMES]
+    if unknown:
+        raise ValueError(f"unknown step {', '.join(unknown)}")
+    return ",".join(names)
 
 
 def _to_seconds(raw: Any) -> float:
@@ -81,7 +117,54 @@ class Settings:
     commit_window: float = option(
         0.002, "seconds the SQLite writer waits to group more writes into one commit", minimum=0
     )
-    provider: str = option("builtin", "where lesson text comes from", choices=("builtin",))
+    provider: str = option(
+        "builtin",
+        "where lesson text comes from: builtin (offline templates) or openai (any OpenAI-compatible server)",
+        choices=("builtin", "openai"),
+    )
+    llm_base_url: str = option("https://api.openai.com/v1", "OpenAI-compatible API base URL (ends in /v1)")
+    llm_model: str = option("gpt-4o-mini", "chat model name")
+    llm_api_key: str = option("", "API key (set it as ORCH_LLM_API_KEY; never logged)", secret=True)
+    llm_temperature: float = option(0.7, "sampling temperature", minimum=0)
+    llm_max_tokens: int = option(2048, "most tokens one answer may have", minimum=1)
+    llm_step_options: str = option(
+        "",
+        "per-step overrides of model, temperature and max_tokens, as JSON or a conf-file table: "
+        '{"create-content": {"max_tokens": 4096}}',
+        parse=_to_step_options,
+    )
+    llm_json_mode: str = option(
+        "json_schema",
+        "how structured answers are asked for: json_schema (OpenAI, vLLM, Ollama), "
+        "json_object (llama.cpp's server) or prompt (schema in the prompt only)",
+        choices=("json_schema", "json_object", "prompt"),
+    )
+    llm_idle_timeout: float = option(60.0, "seconds a streaming answer may go without a token", minimum=0.01)
+    llm_prompt_price: float = option(
+        0.0, "price per million prompt tokens, for the cost figure (0: no cost)", minimum=0
+    )
+    llm_completion_price: float = option(0.0, "price per million completion tokens", minimum=0)
+    token_budget: int = option(0, "most tokens one session may use (0: no limit)", minimum=0)
+    retries: int = option(
+        3, "times a step is retried after a transient failure (429, 5xx, network, idle)", minimum=0
+    )
+    retry_initial_delay: float = option(
+        1.0, "seconds before the first retry; doubles each time, with jitter", minimum=0
+    )
+    retry_max_delay: float = option(30.0, "longest wait between retries, in seconds", minimum=0)
+    optional_steps: str = option(
+        "generate-images",
+        "comma-separated steps whose failure leaves the lesson partial instead of failed",
+        parse=_to_step_list,
+    )
+    prompts_dir: str = option("conf/prompts", "folder of the prompt files (relative to the project)")
+    image_provider: str = option(
+        "diagram",
+        "diagram (SVG drawn locally) or openai (also an illustration from /v1/images/generations)",
+        choices=("diagram", "openai"),
+    )
+    image_model: str = option("gpt-image-1", "image model, with image_provider=openai")
+    image_size: str = option("1024x1024", "image size, with image_provider=openai")
     pace: float = option(
         0.0, "characters per second the builtin provider streams at (0 = as fast as possible)", minimum=0
     )
@@ -111,6 +194,19 @@ class Settings:
         return path if path.is_absolute() else PROJECT_DIR / path
 
     @property
+    def step_options(self) -> dict[str, dict[str, Any]]:
+        return json.loads(self.llm_step_options) if self.llm_step_options else {}
+
+    @property
+    def optional_step_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.optional_steps.split(",") if name.strip())
+
+    @property
+    def prompts_path(self) -> Path:
+        path = Path(self.prompts_dir)
+        return path if path.is_absolute() else PROJECT_DIR / path
+
+    @property
     def allowed_origins(self) -> tuple[str, ...]:
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
@@ -127,8 +223,9 @@ def _convert(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
         if kind is int and isinstance(raw, float | bool):
             raise ValueError
         value = parse(raw)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{f.name}: {raw!r} from {source} is not a valid {kind.__name__}") from None
+    except (TypeError, ValueError) as exc:
+        why = f" ({exc})" if f.metadata["parse"] and str(exc) != str(raw) else ""
+        raise SettingsError(f"{f.name}: {raw!r} from {source} is not a valid {kind.__name__}{why}") from None
     choices, minimum = f.metadata["choices"], f.metadata["minimum"]
     if choices and value not in choices:
         raise SettingsError(f"{f.name}: {value!r} from {source} is not one of {', '.join(choices)}")

@@ -12,11 +12,11 @@ import tornado.httpclient
 import ujson
 
 from conf.settings import Settings, settings_for_tests
-from server import make_app
+from server import engine_options, make_app
 from store import MemoryStore, SessionStore
 from store.sqlite import SQLiteStore
 from tests import sse_client
-from workflow.engine import Engine, EngineOptions
+from workflow.engine import Engine
 from workflow.providers.base import LessonProvider
 from workflow.providers.builtin import BuiltinProvider
 
@@ -61,13 +61,7 @@ def store(request: pytest.FixtureRequest, io_loop: Any, tmp_path: Path) -> Itera
 
 @pytest.fixture
 def engine(config: Settings, provider: LessonProvider, store: SessionStore) -> Engine:
-    options = EngineOptions(
-        step_timeout=config.step_timeout,
-        subscriber_buffer=config.subscriber_buffer,
-        retention=config.retention,
-        max_sessions=config.max_sessions,
-    )
-    return Engine(store, provider, options)
+    return Engine(store, provider, engine_options(config))
 
 
 @pytest.fixture

@@ -63,8 +63,19 @@ class FloodProvider(BuiltinProvider):
 
 
 class _Discard:
-    def expect(self, total_chars: int) -> None:
+    """A sink that keeps nothing: for composing content whose streaming a test replaces."""
+
+    def expect(self, total: int) -> None:
         pass
 
-    async def write(self, text: str) -> None:
+    async def write(self, text: str, weight: int | None = None) -> None:
         pass
+
+    async def restart(self, reason: str) -> None:
+        pass
+
+    def record_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+        pass
+
+    def token_allowance(self) -> int | None:
+        return None

@@ -174,3 +174,24 @@ def test_the_default_conf_file_parses(tmp_path: Path):
     settings = load_settings([], {})
     assert DEFAULT_CONF_FILE.exists()
     assert settings.port == 8080
+
+
+def test_the_api_key_never_appears_in_logs_or_answers():
+    secret = "sk-never-print-this-0123456789"
+    server = ServerProcess(
+        "--provider=openai",
+        "--llm_base_url=http://127.0.0.1:9/v1",  # the discard port: nothing listens there
+        "--retries=0",
+        env={"ORCH_LLM_API_KEY": secret},
+    )
+    try:
+        session_id = requests.post(f"{server.url}/api/sessions", json={"topic": "tides"}, timeout=10).json()[
+            "id"
+        ]
+        stream = requests.post(f"{server.url}/api/sessions/{session_id}/run", timeout=30).text
+        session = requests.get(f"{server.url}/api/sessions/{session_id}", timeout=10).text
+    finally:
+        server.terminate()
+    assert '"status":"failed"' in session and "cannot reach openai provider, model gpt-4o-mini" in stream
+    for text in (stream, session, server.log_text()):
+        assert secret not in text

@@ -52,3 +52,36 @@ def test_allowed_origins_are_split_and_trimmed():
         "https://a.example",
         "http://b.example",
     )
+
+
+def test_per_step_model_options_come_from_a_conf_table_or_json(tmp_path: Path):
+    conf = tmp_path / "orchestrator.toml"
+    conf.write_text(
+        '[llm_step_options.create-content]\nmodel = "big"\nmax_tokens = 4096\ntemperature = 0.8\n'
+    )
+    expected = {"create-content": {"max_tokens": 4096, "model": "big", "temperature": 0.8}}
+    assert load_settings([f"--config={conf}"], {}).step_options == expected
+    as_json = '{"create-content": {"max_tokens": 4096, "model": "big", "temperature": 0.8}}'
+    assert load_settings([], {"ORCH_LLM_STEP_OPTIONS": as_json}).step_options == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('{"write-poem": {"max_tokens": 1}}', "'write-poem' is not a step name"),
+        ('{"create-content": {"max_tokens": "lots"}}', "create-content.max_tokens = 'lots'"),
+        ('{"create-content": {"top_k": 3}}', "create-content.top_k = 3"),
+    ],
+)
+def test_bad_per_step_options_are_refused_naming_the_problem(value, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        load_settings([f"--llm_step_options={value}"], {})
+
+
+def test_the_api_key_is_not_in_the_settings_repr():
+    assert "sk-secret" not in repr(Settings(llm_api_key="sk-secret"))
+
+
+def test_optional_steps_must_be_step_names():
+    with pytest.raises(SettingsError, match="unknown step generate-poems"):
+        load_settings(["--optional_steps=generate-images,generate-poems"], {})

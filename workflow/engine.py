@@ -11,12 +11,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
 from conf.logging_setup import session_id_var
 from store.base import SessionStore, StoredImage
 from workflow import events as ev
 from workflow.errors import (
+    BudgetExceeded,
     ImageNotFound,
     InvalidInput,
+    ProviderError,
     ResultNotReady,
     SessionConflict,
     SessionNotFound,
@@ -27,6 +37,7 @@ from workflow.errors import (
     TooManySessions,
 )
 from workflow.events import Event, make_event
+from workflow.images import DiagramImages, ImageProvider
 from workflow.models import (
     Session,
     SessionResult,
@@ -36,6 +47,7 @@ from workflow.models import (
     utcnow,
 )
 from workflow.providers.base import LessonProvider
+from workflow.sink import StepSink
 from workflow.steps import STEPS, StepContext
 from workflow.subscription import Subscription
 
@@ -57,31 +69,15 @@ class EngineOptions:
     subscriber_buffer: int = 2000
     retention: float = 7 * 86400.0  # seconds a finished session is kept
     max_sessions: int = 100_000
+    retries: int = 3  # of a step, after a transient provider failure
+    retry_initial_delay: float = 1.0
+    retry_max_delay: float = 30.0
+    optional_steps: frozenset[str] = frozenset()
+    token_budget: int = 0  # per session; 0 = none
+    prompt_price: float = 0.0  # per million tokens; 0 = no cost figure
+    completion_price: float = 0.0
     # Where a stored image is served; the engine only fills in the blanks.
     image_url: str = "/api/sessions/{session_id}/images/{name}"
-
-
-class StepSink:
-    """Turns a provider's writes into `step-delta` events with a rising progress figure."""
-
-    def __init__(self, engine: Engine, session: Session, step: SessionStep) -> None:
-        self._engine, self._session, self._step = engine, session, step
-        self._expected = 0
-        self._written = 0
-        self._progress = 0
-
-    def expect(self, total_chars: int) -> None:
-        self._expected = max(total_chars, 1)
-
-    async def write(self, text: str) -> None:
-        if not text:
-            return
-        self._written += len(text)
-        if self._expected:
-            # Never above 100, never going back, even if the provider underestimated.
-            self._progress = max(self._progress, min(100, self._written * 100 // self._expected))
-        data = {"delta": text, "progress": self._progress}
-        await self._engine.publish(self._session, ev.STEP_DELTA, data, step_id=self._step.id)
 
 
 class Engine:
@@ -91,9 +87,16 @@ class Engine:
     state change is saved together with the event that announces it, in one commit.
     """
 
-    def __init__(self, store: SessionStore, provider: LessonProvider, options: EngineOptions) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        provider: LessonProvider,
+        options: EngineOptions,
+        images: ImageProvider | None = None,
+    ) -> None:
         self.store = store
         self.provider = provider
+        self.images = images or DiagramImages()
         self.options = options
         self._live: dict[str, Session] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -242,12 +245,15 @@ class Engine:
                 if step.status != StepStatus.COMPLETED:
                     await self._run_step(session, step)
             final = session.checkpoints["finalize-lesson"]
+            usage = session.metadata.get("usage")
             session.result = SessionResult(
                 lesson=final["lesson"],
                 images=final["images"],
                 summary=final["summary"],
                 duration_ns=time.time_ns() - session.run_started_ns,
                 completed_at=utcnow(),
+                partial=any(s.status == StepStatus.FAILED for s in session.steps),
+                metadata={"usage": usage} if usage else {},
             )
             self._set_status(session, SessionStatus.COMPLETED)
             await self.publish(session, ev.FINAL, {"result": session.result.to_json()}, save=True, wait=True)
@@ -326,12 +332,21 @@ class Engine:
         await self.publish(session, ev.STEP_START, data, step.id, save=True)
         sink = StepSink(self, session, step)
         context = StepContext(
-            session.topic, self.provider, sink, session.checkpoints, self._image_saver(session)
+            session.topic, self.provider, self.images, sink, session.checkpoints, self._image_saver(session)
+        )
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.options.retries + 1),
+            wait=self._retry_delay,
+            retry=retry_if_exception(lambda exc: isinstance(exc, ProviderError) and exc.transient),
+            before_sleep=functools.partial(self._announce_retry, sink),
+            reraise=True,
         )
         began = time.monotonic_ns()
         try:
             async with asyncio.timeout(self.options.step_timeout) as deadline:
-                outcome = await STEPS[step.name](context)
+                async for attempt in retrying:
+                    with attempt:
+                        outcome = await STEPS[step.name](context)
         except asyncio.CancelledError:
             reason = self._stop_reasons.get(session.id, SessionStatus.CANCELLED)
             self._end_step(step, began, StepStatus.FAILED, error=reason.value)
@@ -343,18 +358,41 @@ class Engine:
             self._end_step(step, began, StepStatus.FAILED, error=str(failure))
             data = {"step_name": step.name, "error": str(failure)}
             await self.publish(session, ev.STEP_ERROR, data, step.id, save=True)
+            if step.name in self.options.optional_steps and not isinstance(failure, BudgetExceeded):
+                log.warning("optional step %s failed; the lesson goes on without it: %s", step.name, failure)
+                return
             raise failure from exc
         session.checkpoints[step.name] = outcome.checkpoint
         self._end_step(step, began, StepStatus.COMPLETED, output=outcome.output)
         session.touch()
         data = {"step_name": step.name, "output": outcome.output, "duration": step.duration_ns // 1_000_000}
+        if "usage" in step.metadata:
+            data["usage"] = step.metadata["usage"]
         await self.publish(session, ev.STEP_COMPLETE, data, step.id, save=True)
+
+    def _retry_delay(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter, or exactly what the server asked for in Retry-After."""
+        failure = state.outcome.exception() if state.outcome else None
+        if isinstance(failure, ProviderError) and failure.retry_after is not None:
+            return max(0.0, failure.retry_after)
+        initial = self.options.retry_initial_delay
+        return wait_exponential_jitter(multiplier=initial, max=self.options.retry_max_delay, jitter=initial)(
+            state
+        )
+
+    async def _announce_retry(self, sink: StepSink, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        delay = round(state.upcoming_sleep, 3)
+        log.warning("retrying in %g s (attempt %d): %s", delay, state.attempt_number + 1, failure)
+        await sink.restart(str(failure), attempt=state.attempt_number + 1, delay=delay)
 
     def _as_step_failure(self, step: SessionStep, exc: Exception, timed_out: bool) -> StepFailed:
         if timed_out:
             return StepTimedOut(step.name, f"{step.name} timed out after {self.options.step_timeout:g} s")
         if isinstance(exc, StepFailed):
             return exc
+        if isinstance(exc, ProviderError):
+            return StepFailed(step.name, f"{step.name} failed: {exc}")
         log.warning("step %s failed: %s", step.name, exc, exc_info=exc)
         return StepFailed(step.name, f"{step.name} failed: {exc}")
 
@@ -528,6 +566,11 @@ class Engine:
         return removed
 
     # -- shutdown -----------------------------------------------------------------------------
+
+    async def close_providers(self) -> None:
+        # Both may share one client; closing a closed client is harmless.
+        await self.provider.close()
+        await self.images.close()
 
     async def shutdown(self, timeout: float) -> None:
         """Stop taking work, let running sessions finish for up to `timeout` s, then interrupt the rest."""

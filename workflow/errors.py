@@ -11,11 +11,14 @@
      │    ├── ShuttingDown     it is draining and takes no new work
      │    ├── StoreUnavailable the store cannot be opened, read or written
      │    └── TooManySessions  max_sessions is reached and nothing finished can make room
+     ├── ProviderError         the model server failed; a `transient` one is worth retrying
      └── StepFailed            a step of the pipeline failed; `step` names it
-          └── StepTimedOut     the step ran past its timeout
+          ├── StepTimedOut     the step ran past its timeout
+          └── BudgetExceeded   the session used up its token budget
 
-Handlers turn all but StepFailed into JSON error answers; StepFailed never leaves the engine, which
-records it on the session and sends it as `step-error` and `error` events.
+Handlers turn the first group into JSON error answers. ProviderError and StepFailed never leave the
+engine: it retries transient provider errors, then records the failure on the session and sends it
+as `step-error` and `error` events.
 """
 
 
@@ -73,3 +76,16 @@ class StepFailed(OrchestratorError):
 
 class StepTimedOut(StepFailed):
     pass
+
+
+class BudgetExceeded(StepFailed):
+    pass
+
+
+class ProviderError(OrchestratorError):
+    """A call to the model server failed. `retry_after` is the wait in seconds the server asked for."""
+
+    def __init__(self, message: str, *, transient: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after

@@ -89,7 +89,7 @@ def lesson_markdown(
     figures = "\n\n".join(f"![{caption}]({url})" for caption, url in images.values())
     parts = [
         f"# {analysis.title}",
-        f"*A {analysis.level} lesson.*",
+        f"*{'An' if analysis.level[:1].lower() in 'aeiou' else 'A'} {analysis.level} lesson.*",
         f"## Learning objectives\n\n{_bullets(analysis.objectives)}",
     ]
     if analysis.prerequisites:

@@ -92,21 +92,37 @@ class SessionResult:
     summary: str
     duration_ns: int
     completed_at: datetime
+    partial: bool = False  # an optional step failed; the lesson is whole but lacks its part
+    metadata: dict[str, Any] = field(default_factory=dict)  # token usage, when a model was used
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "lesson": self.lesson,
             "images": self.images,
             "summary": self.summary,
             "duration": self.duration_ns,
             "completed_at": rfc3339(self.completed_at),
         }
+        # Like the contract's omitempty fields: absent unless there is something to say.
+        if self.partial:
+            data["partial"] = True
+        if self.metadata:
+            data["metadata"] = self.metadata
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SessionResult:
         completed_at = parse_time(data["completed_at"])
         assert completed_at is not None
-        return cls(data["lesson"], data["images"], data["summary"], data["duration"], completed_at)
+        return cls(
+            data["lesson"],
+            data["images"],
+            data["summary"],
+            data["duration"],
+            completed_at,
+            data.get("partial", False),
+            data.get("metadata", {}),
+        )
 
 
 @dataclass

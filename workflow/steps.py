@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workflow import diagrams, lesson_text
+from workflow import lesson_text
+from workflow.images import ImageProvider
 from workflow.lesson import (
     analysis_from_dict,
     content_from_dict,
@@ -15,16 +16,12 @@ from workflow.lesson import (
 )
 from workflow.providers.base import LessonProvider, TextSink
 
-SVG = "image/svg+xml"
-
-# name -> caption, in the order the lesson shows them
-DIAGRAMS = {"outline-map.svg": "Lesson map", "key-terms.svg": "Key terms"}
-
 
 @dataclass
 class StepContext:
     topic: str
     provider: LessonProvider
+    images: ImageProvider
     sink: TextSink
     checkpoints: dict[str, dict[str, Any]]  # what the completed steps handed on, by step name
     save_image: Callable[[str, str, bytes], Awaitable[str]]  # (name, content type, data) -> URL
@@ -61,26 +58,27 @@ async def create_content(ctx: StepContext) -> StepOutcome:
 async def generate_images(ctx: StepContext) -> StepOutcome:
     analysis = analysis_from_dict(ctx.checkpoints["analyze-topic"])
     outline = outline_from_dict(ctx.checkpoints["generate-outline"])
-    renderers = {
-        "outline-map.svg": lambda: diagrams.outline_map_svg(analysis.title, outline.sections),
-        "key-terms.svg": lambda: diagrams.key_terms_svg(analysis.title, analysis.key_terms),
-    }
-    notes = [f"Drew {DIAGRAMS[name].lower()} ({name}).\n" for name in renderers]
+    images = await ctx.images.render(analysis, outline)
+    notes = [f"Drew {image.caption.lower()} ({image.name}).\n" for image in images]
     ctx.sink.expect(sum(map(len, notes)))
     urls: dict[str, str] = {}
-    for (name, render), note in zip(renderers.items(), notes, strict=True):
-        urls[name] = await ctx.save_image(name, SVG, render().encode())
+    captions: dict[str, str] = {}
+    for image, note in zip(images, notes, strict=True):
+        urls[image.name] = await ctx.save_image(image.name, image.content_type, image.data)
+        captions[image.name] = image.caption
         await ctx.sink.write(note)
-    return StepOutcome("".join(notes), {"images": urls})
+    return StepOutcome("".join(notes), {"images": urls, "captions": captions})
 
 
 async def finalize_lesson(ctx: StepContext) -> StepOutcome:
     analysis = analysis_from_dict(ctx.checkpoints["analyze-topic"])
     outline = outline_from_dict(ctx.checkpoints["generate-outline"])
     content = content_from_dict(ctx.checkpoints["create-content"])
-    images: dict[str, str] = ctx.checkpoints["generate-images"]["images"]
+    # An optional generate-images that failed left no checkpoint: the lesson goes without images.
+    drawn = ctx.checkpoints.get("generate-images", {"images": {}, "captions": {}})
+    images: dict[str, str] = drawn["images"]
     summary = await ctx.provider.write_summary(analysis, outline, content, ctx.sink)
-    figures = {name: (DIAGRAMS.get(name, name), url) for name, url in images.items()}
+    figures = {name: (drawn["captions"].get(name, name), url) for name, url in images.items()}
     lesson = lesson_text.lesson_markdown(analysis, outline, content, summary, figures)
     return StepOutcome(summary, {"lesson": lesson, "summary": summary, "images": images})
 

@@ -11,10 +11,21 @@ from workflow.lesson import LessonContent, Outline, TopicAnalysis
 class TextSink(Protocol):
     """Where a provider streams the text it produces; each write becomes one `step-delta` event."""
 
-    def expect(self, total_chars: int) -> None:
-        """How much text the provider expects to write in all, so progress can be estimated."""
+    def expect(self, total: int) -> None:
+        """How much the provider expects to write in all (characters, or tokens when it passes
+        `weight`), so progress can be estimated."""
 
-    async def write(self, text: str) -> None: ...
+    async def write(self, text: str, weight: int | None = None) -> None:
+        """Stream `text`; it counts `weight` towards progress (default: its length)."""
+
+    async def restart(self, reason: str) -> None:
+        """The text so far is void and the step starts over: clients are told with `step-retry`."""
+
+    def record_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Count tokens a model call used; raises BudgetExceeded once the session's budget is spent."""
+
+    def token_allowance(self) -> int | None:
+        """Tokens the session may still use (None: no budget); raises BudgetExceeded at zero."""
 
 
 class LessonProvider(ABC):
@@ -32,6 +43,9 @@ class LessonProvider(ABC):
     async def create_content(
         self, analysis: TopicAnalysis, outline: Outline, sink: TextSink
     ) -> LessonContent: ...
+
+    async def close(self) -> None:
+        """Release connections; called once at shutdown."""
 
     @abstractmethod
     async def write_summary(

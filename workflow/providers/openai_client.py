@@ -1,0 +1,103 @@
+"""The OpenAI-compatible client, its settings, and how its failures become ProviderErrors.
+
+Why the official `openai` client and not Tornado's: it parses the streamed wire format exactly
+(`data:` chunks, `[DONE]`, an error object sent mid-stream, the usage chunk) and is maintained as
+the API changes; its HTTP layer gives a true idle timeout (a read timeout between chunks) and closes
+the connection when a call is cancelled. Its own retries are off: the engine retries whole steps,
+so clients can be told with `step-retry`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from workflow.errors import ProviderError
+
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMConfig:
+    base_url: str
+    model: str
+    api_key: str = field(repr=False)  # never printed, never logged
+    temperature: float = 0.7
+    max_tokens: int = 2048
+    step_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    json_mode: str = "json_schema"
+    idle_timeout: float = 60.0
+    total_timeout: float = 120.0
+    image_model: str = "gpt-image-1"
+    image_size: str = "1024x1024"
+
+    def for_step(self, step: str) -> tuple[str, float, int]:
+        """(model, temperature, max_tokens) for one step, with its overrides applied."""
+        options = self.step_options.get(step, {})
+        return (
+            options.get("model", self.model),
+            float(options.get("temperature", self.temperature)),
+            int(options.get("max_tokens", self.max_tokens)),
+        )
+
+    def describe(self, model: str | None = None) -> str:
+        return f"openai provider, model {model or self.model} at {self.base_url}"
+
+
+def make_client(config: LLMConfig) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=config.base_url,
+        # Local servers (Ollama, llama.cpp, vLLM) take any key; the client insists on one.
+        api_key=config.api_key or "not-needed",
+        max_retries=0,
+        timeout=openai.Timeout(config.total_timeout, connect=CONNECT_TIMEOUT, read=config.idle_timeout),
+    )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds or as an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    moment = email.utils.parsedate_to_datetime(value) if "," in value else None
+    return max(0.0, moment.timestamp() - time.time()) if moment else None
+
+
+def provider_error(exc: openai.OpenAIError, where: str, idle_timeout: float) -> ProviderError:
+    """Sort a client failure: 429, 5xx, network trouble, silence and mid-stream errors are transient;
+    anything else (400, 401, 403, 404, 422...) fails at once, naming the provider and model."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = _message(exc.body) or exc.message
+        transient = status in (408, 409, 429) or status >= 500
+        retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
+        return ProviderError(
+            f"{where} answered {status}: {detail}", transient=transient, retry_after=retry_after
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError(f"{where} sent nothing for {idle_timeout:g} s", transient=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderError(f"cannot reach {where}: {exc.__cause__ or exc}", transient=True)
+    if isinstance(exc, openai.APIError):
+        # An error object inside the stream: the server gave up mid-answer.
+        return ProviderError(
+            f"{where} failed mid-answer: {_message(exc.body) or exc.message}", transient=True
+        )
+    return ProviderError(f"{where}: {exc}")
+
+
+def _message(body: object) -> str | None:
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    return None

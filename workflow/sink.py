@@ -1,0 +1,76 @@
+"""StepSink: a step's writes become step-delta events with rising progress; its token usage is kept."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from workflow import events as ev
+from workflow.errors import BudgetExceeded
+from workflow.models import Session, SessionStep
+
+if TYPE_CHECKING:
+    from workflow.engine import Engine
+
+
+class StepSink:
+    """Turns a provider's writes into `step-delta` events with a rising progress figure."""
+
+    def __init__(self, engine: Engine, session: Session, step: SessionStep) -> None:
+        self._engine, self._session, self._step = engine, session, step
+        self._expected = 0
+        self._written = 0
+        self._progress = 0
+
+    def expect(self, total: int) -> None:
+        self._expected = max(total, 1)
+
+    async def write(self, text: str, weight: int | None = None) -> None:
+        if not text:
+            return
+        self._written += len(text) if weight is None else weight
+        if self._expected:
+            # Never above 100, never going back, even if the provider underestimated.
+            self._progress = max(self._progress, min(100, self._written * 100 // self._expected))
+        data = {"delta": text, "progress": self._progress}
+        await self._engine.publish(self._session, ev.STEP_DELTA, data, step_id=self._step.id)
+
+    async def restart(self, reason: str, **details: Any) -> None:
+        self._written = self._progress = 0
+        data = {"step_name": self._step.name, "reason": reason, **details}
+        await self._engine.publish(self._session, ev.STEP_RETRY, data, step_id=self._step.id)
+
+    def record_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+        options = self._engine.options
+        for holder in (self._step.metadata, self._session.metadata):
+            add_usage(
+                holder, prompt_tokens, completion_tokens, options.prompt_price, options.completion_price
+            )
+        used = self._session.metadata["usage"]["total_tokens"]
+        if options.token_budget and used > options.token_budget:
+            raise BudgetExceeded(
+                self._step.name,
+                f"the session used {used} tokens, over its budget of {options.token_budget}; "
+                "raise token_budget to allow longer lessons",
+            )
+
+    def token_allowance(self) -> int | None:
+        budget = self._engine.options.token_budget
+        if not budget:
+            return None
+        left = budget - self._session.metadata.get("usage", {}).get("total_tokens", 0)
+        if left <= 0:
+            raise BudgetExceeded(self._step.name, f"the session's token budget of {budget} is spent")
+        return left
+
+
+def add_usage(
+    holder: dict[str, Any], prompt: int, completion: int, prompt_price: float, completion_price: float
+) -> None:
+    """Add a call's tokens (and their cost, when prices are set) to `holder["usage"]`."""
+    usage = holder.setdefault("usage", {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+    usage["prompt_tokens"] += prompt
+    usage["completion_tokens"] += completion
+    usage["total_tokens"] += prompt + completion
+    if prompt_price or completion_price:
+        cost = (usage["prompt_tokens"] * prompt_price + usage["completion_tokens"] * completion_price) / 1e6
+        usage["cost"] = round(cost, 6)
