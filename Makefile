@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 ARGS ?=
 
-.PHONY: install run test lint format bench browser clean
+.PHONY: install run test lint format bench browser screenshots clean
 
 install: $(DEV)
 
@@ -44,6 +44,10 @@ test: lint browser
 
 bench: $(DEV)
 	$(PY) -m bench $(ARGS)
+
+# Remakes docs/screenshot-desktop.png and docs/screenshot-phone.png from a live run in chromium.
+screenshots: $(DEV) browser
+	$(PY) -m tests.screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,6 +19,7 @@ from conf.settings import Settings, SettingsError, load_settings
 from handlers.base import NotFoundHandler
 from handlers.health import HealthHandler
 from handlers.images import ImageHandler
+from handlers.lesson import LessonHTMLHandler, LessonMarkdownHandler
 from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, SessionsHandler
 from handlers.stream import OpenStreams, RunHandler
 from store import MemoryStore, SessionStore
@@ -113,6 +114,8 @@ def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
         (SESSION + r"/result", ResultHandler),
         (SESSION + r"/cancel", CancelHandler),
         (SESSION + r"/images/([^/]+)", ImageHandler),
+        (SESSION + r"/lesson\.html", LessonHTMLHandler),
+        (SESSION + r"/lesson\.md", LessonMarkdownHandler),
         (r"/health", HealthHandler),
         (r"/()", tornado.web.StaticFileHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
         (r"/web/(.+)", tornado.web.StaticFileHandler, {"path": str(WEB_DIR)}),

@@ -1,0 +1,138 @@
+"""A TCP proxy in front of a server that cuts an event stream part-way, as a flaky network would."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+BUFFER = 65536
+
+
+class CuttingProxy:
+    """Relays 127.0.0.1:`port` to 127.0.0.1:`upstream_port`, one pair of threads per connection.
+
+    The response to the first `cuts` requests for a session's `/run` are cut after `cut_after` bytes
+    of them have been relayed (mid-frame, most likely): both sockets are closed, with no warning to
+    either side. Everything else, reconnects included, passes whole. The head of every request is
+    kept in `requests`, so a test can see the Last-Event-ID a reconnect sent.
+    """
+
+    def __init__(self, upstream_port: int, cut_after: int, cuts: int = 1) -> None:
+        self.upstream_port, self.cut_after, self.cuts_left = upstream_port, cut_after, cuts
+        self.cuts_made = 0
+        self.requests: list[str] = []
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._spawn(self._accept)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stream_requests(self) -> list[str]:
+        return [head for head in self.requests if "/run" in head.split("\r\n", 1)[0]]
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [client, upstream]
+            state = {"stream": False, "relayed": 0}
+            self._spawn(self._requests, client, upstream, state)
+            self._spawn(self._responses, upstream, client, state)
+
+    def _requests(self, source: socket.socket, sink: socket.socket, state: dict[str, Any]) -> None:
+        while data := self._recv(source):
+            head = data.decode("latin-1")
+            if head.split(" ", 1)[0] in ("GET", "POST", "DELETE", "OPTIONS", "PUT"):
+                with self._lock:
+                    self.requests.append(head)
+                    # Decided before the request goes on, so before any byte of its answer comes back.
+                    state["stream"] = "/run" in head.split("\r\n", 1)[0] and self.cuts_left > 0
+                    if state["stream"]:
+                        self.cuts_left -= 1
+            if not self._send(sink, data):
+                break
+        self._half_close(sink)
+
+    def _responses(self, source: socket.socket, sink: socket.socket, state: dict[str, Any]) -> None:
+        while data := self._recv(source):
+            if state["stream"]:
+                room = self.cut_after - state["relayed"]
+                if len(data) >= room:
+                    self._send(sink, data[:room])
+                    with self._lock:
+                        self.cuts_made += 1
+                    self._close(source, sink)
+                    return
+                state["relayed"] += len(data)
+            if not self._send(sink, data):
+                break
+        self._half_close(sink)
+
+    @staticmethod
+    def _recv(sock: socket.socket) -> bytes:
+        try:
+            return sock.recv(BUFFER)
+        except OSError:
+            return b""
+
+    @staticmethod
+    def _send(sock: socket.socket, data: bytes) -> bool:
+        try:
+            sock.sendall(data)
+        except OSError:
+            return False
+        return True
+
+    @staticmethod
+    def _half_close(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+    @staticmethod
+    def _close(*socks: socket.socket) -> None:
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Stop accepting, end every connection, and wait for the relay threads to finish."""
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._threads[0].join(10)  # the accept loop: no connection can be added after this
+        self._listener.close()
+        with self._lock:
+            sockets, threads = list(self._sockets), list(self._threads)
+        self._close(*sockets)
+        for thread in threads:
+            thread.join(10)
+        for sock in sockets:
+            sock.close()
+
+    def __enter__(self) -> CuttingProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

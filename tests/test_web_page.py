@@ -1,0 +1,198 @@
+"""The web page at / in headless Chromium, against live server processes, used as a person would."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.browser import chromium
+from tests.live import assert_images_loaded, get_json, live_server, run_to_completion, step_outputs
+from tests.tcp_proxy import CuttingProxy
+
+RUN = 30_000  # ms any run here may take, start to lesson
+server = live_server()
+# About 3 s a run (a short retry hint so a resumed stream does not wait the default 3 s).
+paced_server = live_server("--pace=3000", "--sse_retry=200")
+failing_server = live_server("--step_timeout=0.01", "--pace=50")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+class Tab:
+    """A page in its own browser context, with every dialog and script error it meets recorded."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.page = context.new_page()
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("dialog", self._dialog)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def _dialog(self, dialog) -> None:  # type: ignore[no-untyped-def]
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture
+def tab(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Tab]:
+    options = getattr(request, "param", {})
+    opened = Tab(browser.new_context(**options))
+    yield opened
+    opened.context.close()
+    assert opened.errors == [], "the page raised script errors"
+
+
+def generate(page: Page, base_url: str, topic: str) -> str:
+    """Type a topic, press Generate, and return the new session's id once its address shows it."""
+    page.goto(base_url + "/")
+    page.fill("#topic", topic)
+    page.click("#generate")
+    expect(page).to_have_url(re.compile(r"\?session="))
+    return parse_qs(urlparse(page.url).query)["session"][0]
+
+
+def step_texts(page: Page) -> dict[str, str]:
+    texts = page.locator(".step .step-text").all_text_contents()
+    names = page.locator(".step").evaluate_all("steps => steps.map(s => s.dataset.step)")
+    return dict(zip(names, texts, strict=True))
+
+
+def step(page: Page, name: str):  # type: ignore[no-untyped-def]
+    return page.locator(f'.step[data-step="{name}"]')
+
+
+def test_a_full_run_shows_five_completed_steps_then_the_lesson_with_its_images(server, tab):
+    page = tab.page
+    session_id = generate(page, server.url, "photosynthesis")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    expect(page.locator('.step[data-status="completed"]')).to_have_count(5)
+    for state in page.locator(".step-state").all_text_contents():
+        assert re.fullmatch(r"Done · \d+(\.\d)? m?s", state), state
+    expect(page.locator(".step-bar-fill").first).to_have_attribute("style", "width: 100%;")
+    assert step_texts(page) == step_outputs(server.url, session_id)
+
+    result = get_json(server.url, f"/api/sessions/{session_id}/result")
+    expect(page.locator("#summary")).to_have_text(result["summary"])
+    expect(page.locator("#total-time")).to_have_text(re.compile(r"^\d+(\.\d)? m?s$"))
+    expect(page.locator("#lesson h1")).to_have_text("Photosynthesis")
+    expect(page.locator("#lesson h2").first).to_have_text("Learning objectives")
+    assert_images_loaded(page, 2)
+    expect(page.locator("#lesson figcaption")).to_have_text(["Lesson map", "Key terms"])
+    links = page.locator("#downloads a").evaluate_all(
+        "as => as.map(a => [a.getAttribute('href'), a.download])"
+    )
+    assert links == [[f"/api/sessions/{session_id}/lesson.md", ""]] + [
+        [url, ""] for url in result["images"].values()
+    ]
+    recent = page.locator(f'.recent-item[data-session="{session_id}"]')
+    expect(recent).to_contain_text("photosynthesis")
+    expect(recent).to_have_attribute("aria-current", "true")
+    expect(page).to_have_title("photosynthesis · Orchestrator")
+
+
+@pytest.mark.parametrize("tab", [{"bypass_csp": True}], indirect=True)
+def test_markup_in_a_topic_is_shown_as_text_and_never_runs(server, tab):
+    # The page's CSP would stop inline handlers anyway; bypassing it tests that nothing gets that far.
+    page = tab.page
+    topic = '<img src=x onerror="window.__xss=1;alert(1)"><script>window.__xss=2</script>'
+    generate(page, server.url, topic)
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    expect(page.locator("#run-topic")).to_have_text(topic)
+    expect(page.locator("#lesson h1")).to_contain_text("onerror=")
+    expect(page.locator(".recent-item").first).to_contain_text(topic)
+    assert page.locator('img[src="x"]').count() == 0 and page.locator("#lesson script").count() == 0
+    assert_images_loaded(page, 2)  # the lesson's own diagrams still show
+    assert page.evaluate("window.__xss") is None
+    assert tab.dialogs == []
+
+
+def test_a_connection_cut_mid_run_is_resumed_without_repeating_any_text(paced_server, tab):
+    page = tab.page
+    with CuttingProxy(paced_server.port, cut_after=15_000) as proxy:
+        session_id = generate(page, proxy.url, "photosynthesis")
+        expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+        assert proxy.cuts_made == 1
+        streams = proxy.stream_requests()
+        assert len(streams) == 2 and re.search(r"Last-Event-ID: \d+\r\n", streams[1])
+        assert step_texts(page) == step_outputs(paced_server.url, session_id)
+        assert_images_loaded(page, 2)
+        expect(page.locator("#connection")).to_be_hidden()
+
+
+def test_reloading_mid_run_rebuilds_the_view_from_the_replay(paced_server, tab):
+    page = tab.page
+    session_id = generate(page, paced_server.url, "photosynthesis")
+    expect(step(page, "create-content")).to_have_attribute("data-status", "running", timeout=RUN)
+    page.reload()
+    expect(page.locator("#run-topic")).to_have_text("photosynthesis")
+    expect(step(page, "analyze-topic")).to_have_attribute("data-status", "completed")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    assert step_texts(page) == step_outputs(paced_server.url, session_id)
+    assert_images_loaded(page, 2)
+
+
+def test_cancel_stops_the_run_and_shows_it_cancelled(paced_server, tab):
+    page = tab.page
+    session_id = generate(page, paced_server.url, "the French Revolution")
+    expect(step(page, "create-content")).to_have_attribute("data-status", "running", timeout=RUN)
+    page.click("#cancel")
+    expect(page.locator("#run-status")).to_have_text("Cancelled")
+    expect(page.locator("#banner")).to_have_text("This lesson was cancelled.")
+    expect(page.locator("#cancel")).to_be_hidden()
+    expect(step(page, "analyze-topic")).to_have_attribute("data-status", "completed")
+    expect(step(page, "create-content")).to_have_attribute("data-status", "stopped")
+    expect(step(page, "finalize-lesson")).to_have_attribute("data-status", "skipped")
+    expect(page.locator("#result")).to_be_hidden()
+    assert get_json(paced_server.url, f"/api/sessions/{session_id}")["status"] == "cancelled"
+
+
+def test_a_failed_step_and_the_sessions_error_are_shown_plainly(failing_server, tab):
+    page = tab.page
+    session_id = generate(page, failing_server.url, "photosynthesis")
+    expect(page.locator("#run-status")).to_have_text("Failed", timeout=RUN)
+    error = get_json(failing_server.url, f"/api/sessions/{session_id}")["steps"][0]["error"]
+    expect(step(page, "analyze-topic")).to_have_attribute("data-status", "failed")
+    expect(step(page, "analyze-topic").locator(".step-note")).to_have_text(error)
+    expect(page.locator("#banner")).to_have_text(f"The lesson could not be written (analyze-topic): {error}")
+    expect(step(page, "generate-outline")).to_have_attribute("data-status", "skipped")
+
+
+def test_a_finished_session_opened_from_the_recent_list_replays_and_shows_its_lesson(server, tab):
+    page = tab.page
+    session_id = run_to_completion(server.url, "how vaccines work")
+    page.goto(server.url + "/")
+    page.locator(f'.recent-item[data-session="{session_id}"]').click()
+    expect(page).to_have_url(f"{server.url}/?session={session_id}")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    expect(page.locator("#run-topic")).to_have_text("how vaccines work")
+    assert step_texts(page) == step_outputs(server.url, session_id)
+    assert_images_loaded(page, 2)
+    page.go_back()
+    expect(page.locator("#intro")).to_be_visible()
+    expect(page.locator("#run")).to_be_hidden()
+
+
+def test_an_unknown_session_in_the_address_says_so(server, tab):
+    tab.page.goto(server.url + "/?session=no-such-session")
+    expect(tab.page.locator("#banner")).to_have_text(
+        "There is no session with this id (it may have been deleted)."
+    )
+    expect(tab.page.locator("#run-status")).to_have_text("Failed")
+
+
+@pytest.mark.parametrize("tab", [{"viewport": {"width": 360, "height": 740}}], indirect=True)
+def test_a_finished_lesson_fits_a_360_pixel_phone_without_sideways_scrolling(server, tab):
+    page = tab.page
+    generate(page, server.url, "photosynthesis")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    assert_images_loaded(page, 2)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
