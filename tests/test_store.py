@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from store import MemoryStore, SessionStore, StoredImage
+from store import SessionStore, StoredImage
 from store.sqlite import SCHEMA_VERSION, SQLiteStore
 from workflow.errors import StoreUnavailable
 from workflow.events import STEP_COMPLETE, STEP_DELTA, Event, make_event
@@ -31,16 +31,6 @@ SVG = StoredImage("image/svg+xml", b'<svg xmlns="http://www.w3.org/2000/svg"/>')
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def any_store(request: pytest.FixtureRequest, io_loop: Any, tmp_path: Path) -> Iterator[SessionStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    store = io_loop.run_sync(lambda: SQLiteStore.open(tmp_path / "store.db", commit_window=0))
-    yield store
-    io_loop.run_sync(store.close)
 
 
 @contextlib.asynccontextmanager
@@ -135,98 +125,98 @@ async def assert_intact(store: SessionStore, session_id: str, events: list[Event
 
 
 @pytest.mark.gen_test
-async def test_a_created_session_reads_back_equal_to_the_millisecond(any_store):
+async def test_a_created_session_reads_back_equal_to_the_millisecond(store):
     session = rich_session()
-    await any_store.create(session)
-    assert as_stored(await any_store.get(session.id)) == as_stored(session)
+    await store.create(session)
+    assert as_stored(await store.get(session.id)) == as_stored(session)
 
 
 @pytest.mark.gen_test
-async def test_a_new_pending_session_reads_back_equal(any_store):
+async def test_a_new_pending_session_reads_back_equal(store):
     session = Session.new("tides")
-    await any_store.create(session)
-    assert as_stored(await any_store.get(session.id)) == as_stored(session)
+    await store.create(session)
+    assert as_stored(await store.get(session.id)) == as_stored(session)
 
 
 @pytest.mark.gen_test
-async def test_a_session_given_a_result_reads_back_with_that_result(any_store):
+async def test_a_session_given_a_result_reads_back_with_that_result(store):
     session = rich_session()
-    await any_store.create(session)
+    await store.create(session)
     finished = replace(copy.deepcopy(session), status=S.COMPLETED, result=a_result(), updated_at=at(1001))
-    await any_store.save(finished)
-    got = await any_store.get(session.id)
+    await store.save(finished)
+    got = await store.get(session.id)
     assert as_stored(got) == as_stored(finished)
     assert got.result is not None and got.result.lesson == finished.result.lesson
 
 
 @pytest.mark.gen_test
-async def test_getting_an_unknown_session_gives_none(any_store):
-    await any_store.create(Session.new("tides"))
-    assert await any_store.get("no-such-session") is None
+async def test_getting_an_unknown_session_gives_none(store):
+    await store.create(Session.new("tides"))
+    assert await store.get("no-such-session") is None
 
 
 @pytest.mark.gen_test
-async def test_saving_replaces_every_field_of_the_stored_session(any_store):
+async def test_saving_replaces_every_field_of_the_stored_session(store):
     session = Session.new("tides")
-    await any_store.create(session)
+    await store.create(session)
     changed = rich_session(id=session.id, topic="tides", result=a_result(), status=S.FAILED)
-    await any_store.save(changed)
-    assert as_stored(await any_store.get(session.id)) == as_stored(changed)
+    await store.save(changed)
+    assert as_stored(await store.get(session.id)) == as_stored(changed)
 
 
 # -- events ------------------------------------------------------------------------------------
 
 
 @pytest.mark.gen_test
-async def test_appending_events_with_a_session_stores_the_events_and_the_state_together(any_store):
+async def test_appending_events_with_a_session_stores_the_events_and_the_state_together(store):
     session = Session.new("tides")
-    await any_store.create(session)
+    await store.create(session)
     events = events_for(session.id, 3)
     running = replace(copy.deepcopy(session), status=S.RUNNING, last_event_id=3)
     running.checkpoints = {"analyze-topic": {"keywords": ["moon"]}}
     running.steps[0].status = StepStatus.COMPLETED
-    await any_store.append_events(session.id, events, session=running)
-    got = await any_store.get(session.id)
+    await store.append_events(session.id, events, session=running)
+    got = await store.get(session.id)
     assert as_stored(got) == as_stored(running)
-    assert [e.frame for e in await any_store.events_after(session.id, 0)] == [e.frame for e in events]
+    assert [e.frame for e in await store.events_after(session.id, 0)] == [e.frame for e in events]
 
 
 @pytest.mark.gen_test
-async def test_events_after_an_id_come_back_in_order_with_byte_identical_frames(any_store):
-    session, other = await create_all(any_store, Session.new("tides"), Session.new("volcanoes"))
+async def test_events_after_an_id_come_back_in_order_with_byte_identical_frames(store):
+    session, other = await create_all(store, Session.new("tides"), Session.new("volcanoes"))
     events = [
         *events_for(session.id, 2),
         make_event(3, STEP_COMPLETE, session.id, {"output": "Ebb → flow", "n": [1, 2.5, None]}, "step-1"),
         *events_for(session.id, 3, first=4),
     ]
-    await any_store.append_events(session.id, events[:4])
-    await any_store.append_events(other.id, events_for(other.id, 5))
-    await any_store.append_events(session.id, events[4:])
+    await store.append_events(session.id, events[:4])
+    await store.append_events(other.id, events_for(other.id, 5))
+    await store.append_events(session.id, events[4:])
 
     for after in range(len(events) + 1):
-        got = await any_store.events_after(session.id, after)
+        got = await store.events_after(session.id, after)
         assert [e.id for e in got] == [e.id for e in events[after:]]
         assert [e.frame for e in got] == [e.frame for e in events[after:]]
-    got = await any_store.events_after(session.id, 0)
+    got = await store.events_after(session.id, 0)
     assert [(e.type, e.session_id, e.step_id, e.data, e.timestamp) for e in got] == [
         (e.type, e.session_id, e.step_id, e.data, e.timestamp) for e in events
     ]
-    assert await any_store.events_after(session.id, 99) == []
-    assert await any_store.events_after("no-such-session", 0) == []
+    assert await store.events_after(session.id, 99) == []
+    assert await store.events_after("no-such-session", 0) == []
 
 
 @pytest.mark.gen_test
-async def test_get_reports_the_last_event_id_from_the_log_even_when_the_row_was_saved_before(any_store):
+async def test_get_reports_the_last_event_id_from_the_log_even_when_the_row_was_saved_before(store):
     session = Session.new("tides")
-    await any_store.create(session)
-    assert (await any_store.get(session.id)).last_event_id == 0
-    await any_store.append_events(session.id, events_for(session.id, 3))
-    assert (await any_store.get(session.id)).last_event_id == 3
+    await store.create(session)
+    assert (await store.get(session.id)).last_event_id == 0
+    await store.append_events(session.id, events_for(session.id, 3))
+    assert (await store.get(session.id)).last_event_id == 3
     # Saving a state that lags the log does not hide the log's events.
-    await any_store.save(replace(copy.deepcopy(session), status=S.RUNNING, last_event_id=1))
-    assert (await any_store.get(session.id)).last_event_id == 3
-    await any_store.append_events(session.id, events_for(session.id, 2, first=4))
-    assert (await any_store.get(session.id)).last_event_id == 5
+    await store.save(replace(copy.deepcopy(session), status=S.RUNNING, last_event_id=1))
+    assert (await store.get(session.id)).last_event_id == 3
+    await store.append_events(session.id, events_for(session.id, 2, first=4))
+    assert (await store.get(session.id)).last_event_id == 5
 
 
 # -- listing and counting ----------------------------------------------------------------------
@@ -241,42 +231,42 @@ STATUSES = [S.COMPLETED, S.RUNNING, S.PENDING, S.COMPLETED, S.INTERRUPTED, S.FAI
 
 
 @pytest.mark.gen_test
-async def test_list_gives_the_newest_sessions_first_up_to_the_limit(any_store):
-    sessions = await with_statuses(any_store, STATUSES)
+async def test_list_gives_the_newest_sessions_first_up_to_the_limit(store):
+    sessions = await with_statuses(store, STATUSES)
     newest_first = [s.id for s in reversed(sessions)]
-    assert [s.id for s in await any_store.list(100)] == newest_first
-    assert [s.id for s in await any_store.list(3)] == newest_first[:3]
-    assert [s.id for s in await any_store.list(1)] == newest_first[:1]
+    assert [s.id for s in await store.list(100)] == newest_first
+    assert [s.id for s in await store.list(3)] == newest_first[:3]
+    assert [s.id for s in await store.list(1)] == newest_first[:1]
 
 
 @pytest.mark.gen_test
-async def test_list_gives_sessions_equal_to_what_was_stored(any_store):
+async def test_list_gives_sessions_equal_to_what_was_stored(store):
     session = rich_session(result=a_result())
-    await any_store.create(session)
-    [listed] = await any_store.list(10)
+    await store.create(session)
+    [listed] = await store.list(10)
     assert as_stored(listed) == as_stored(session)
 
 
 @pytest.mark.gen_test
-async def test_list_filters_by_status(any_store):
-    sessions = await with_statuses(any_store, STATUSES)
+async def test_list_filters_by_status(store):
+    sessions = await with_statuses(store, STATUSES)
     for status in S:
         wanted = [s.id for s in reversed(sessions) if s.status == status]
-        assert [s.id for s in await any_store.list(100, status)] == wanted, status
+        assert [s.id for s in await store.list(100, status)] == wanted, status
     completed = [s.id for s in reversed(sessions) if s.status == S.COMPLETED]
-    assert [s.id for s in await any_store.list(2, S.COMPLETED)] == completed[:2]
+    assert [s.id for s in await store.list(2, S.COMPLETED)] == completed[:2]
 
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("status", [None, S.COMPLETED])
 @pytest.mark.parametrize("limit", [1, 2, 3, 7, 8])
-async def test_paging_with_before_visits_every_session_once_newest_first(any_store, status, limit):
-    sessions = await with_statuses(any_store, STATUSES)
+async def test_paging_with_before_visits_every_session_once_newest_first(store, status, limit):
+    sessions = await with_statuses(store, STATUSES)
     expected = [s.id for s in reversed(sessions) if status is None or s.status == status]
     seen: list[str] = []
     before = None
     for _ in range(len(sessions) + 2):
-        page = await any_store.list(limit, status, before)
+        page = await store.list(limit, status, before)
         assert len(page) <= limit
         seen += [s.id for s in page]
         if len(page) < limit:
@@ -288,34 +278,34 @@ async def test_paging_with_before_visits_every_session_once_newest_first(any_sto
 
 
 @pytest.mark.gen_test
-async def test_list_before_the_oldest_or_an_unknown_session_is_empty(any_store):
-    sessions = await with_statuses(any_store, STATUSES)
-    assert await any_store.list(10, before=sessions[0].id) == []
-    assert await any_store.list(10, before="no-such-session") == []
+async def test_list_before_the_oldest_or_an_unknown_session_is_empty(store):
+    sessions = await with_statuses(store, STATUSES)
+    assert await store.list(10, before=sessions[0].id) == []
+    assert await store.list(10, before="no-such-session") == []
 
 
 @pytest.mark.gen_test
-async def test_unfinished_gives_running_and_interrupted_sessions_oldest_first(any_store):
-    sessions = await with_statuses(any_store, [*STATUSES, S.RUNNING])
+async def test_unfinished_gives_running_and_interrupted_sessions_oldest_first(store):
+    sessions = await with_statuses(store, [*STATUSES, S.RUNNING])
     expected = [s.id for s in sessions if s.status in (S.RUNNING, S.INTERRUPTED)]
     assert len(expected) == 3
-    assert [s.id for s in await any_store.unfinished()] == expected
+    assert [s.id for s in await store.unfinished()] == expected
 
 
 @pytest.mark.gen_test
-async def test_count_gives_the_number_of_sessions_in_each_status(any_store):
-    assert await any_store.count() == {}
-    sessions = await with_statuses(any_store, STATUSES)
-    assert await any_store.count() == {
+async def test_count_gives_the_number_of_sessions_in_each_status(store):
+    assert await store.count() == {}
+    sessions = await with_statuses(store, STATUSES)
+    assert await store.count() == {
         "completed": 3,
         "running": 1,
         "pending": 1,
         "interrupted": 1,
         "failed": 1,
     }
-    await any_store.save(replace(sessions[1], status=S.CANCELLED))
-    await any_store.delete(sessions[0].id)
-    assert await any_store.count() == {
+    await store.save(replace(sessions[1], status=S.CANCELLED))
+    await store.delete(sessions[0].id)
+    assert await store.count() == {
         "completed": 2,
         "cancelled": 1,
         "pending": 1,
@@ -328,56 +318,56 @@ async def test_count_gives_the_number_of_sessions_in_each_status(any_store):
 
 
 @pytest.mark.gen_test
-async def test_delete_removes_the_session_with_its_events_and_images_and_nothing_else(any_store):
-    doomed, kept = await create_all(any_store, Session.new("tides"), Session.new("volcanoes"))
+async def test_delete_removes_the_session_with_its_events_and_images_and_nothing_else(store):
+    doomed, kept = await create_all(store, Session.new("tides"), Session.new("volcanoes"))
     for session in (doomed, kept):
-        await any_store.append_events(session.id, events_for(session.id, 3))
-        await any_store.put_image(session.id, "diagram-1", PNG)
-    assert await any_store.delete(doomed.id) is True
-    await assert_gone(any_store, doomed.id)
-    await assert_intact(any_store, kept.id, events_for(kept.id, 3))
-    assert [s.id for s in await any_store.list(10)] == [kept.id]
-    assert await any_store.count() == {"pending": 1}
+        await store.append_events(session.id, events_for(session.id, 3))
+        await store.put_image(session.id, "diagram-1", PNG)
+    assert await store.delete(doomed.id) is True
+    await assert_gone(store, doomed.id)
+    await assert_intact(store, kept.id, events_for(kept.id, 3))
+    assert [s.id for s in await store.list(10)] == [kept.id]
+    assert await store.count() == {"pending": 1}
 
 
 @pytest.mark.gen_test
-async def test_deleting_an_unknown_or_already_deleted_session_returns_false(any_store):
+async def test_deleting_an_unknown_or_already_deleted_session_returns_false(store):
     session = Session.new("tides")
-    await any_store.create(session)
-    assert await any_store.delete("no-such-session") is False
-    assert await any_store.delete(session.id) is True
-    assert await any_store.delete(session.id) is False
+    await store.create(session)
+    assert await store.delete("no-such-session") is False
+    assert await store.delete(session.id) is True
+    assert await store.delete(session.id) is False
 
 
 # -- images ------------------------------------------------------------------------------------
 
 
 @pytest.mark.gen_test
-async def test_an_image_reads_back_with_its_bytes_and_content_type(any_store):
-    session, other = await create_all(any_store, Session.new("tides"), Session.new("volcanoes"))
-    await any_store.put_image(session.id, "diagram-1", PNG)
-    await any_store.put_image(session.id, "diagram-2", SVG)
-    got = await any_store.get_image(session.id, "diagram-1")
+async def test_an_image_reads_back_with_its_bytes_and_content_type(store):
+    session, other = await create_all(store, Session.new("tides"), Session.new("volcanoes"))
+    await store.put_image(session.id, "diagram-1", PNG)
+    await store.put_image(session.id, "diagram-2", SVG)
+    got = await store.get_image(session.id, "diagram-1")
     assert got == PNG and type(got.data) is bytes
-    assert await any_store.get_image(session.id, "diagram-2") == SVG
-    assert await any_store.get_image(other.id, "diagram-1") is None
+    assert await store.get_image(session.id, "diagram-2") == SVG
+    assert await store.get_image(other.id, "diagram-1") is None
 
 
 @pytest.mark.gen_test
-async def test_putting_an_image_again_under_the_same_name_replaces_it(any_store):
+async def test_putting_an_image_again_under_the_same_name_replaces_it(store):
     session = Session.new("tides")
-    await any_store.create(session)
-    await any_store.put_image(session.id, "diagram-1", PNG)
-    await any_store.put_image(session.id, "diagram-1", SVG)
-    assert await any_store.get_image(session.id, "diagram-1") == SVG
+    await store.create(session)
+    await store.put_image(session.id, "diagram-1", PNG)
+    await store.put_image(session.id, "diagram-1", SVG)
+    assert await store.get_image(session.id, "diagram-1") == SVG
 
 
 @pytest.mark.gen_test
-async def test_an_unknown_image_is_none(any_store):
+async def test_an_unknown_image_is_none(store):
     session = Session.new("tides")
-    await any_store.create(session)
-    assert await any_store.get_image(session.id, "diagram-9") is None
-    assert await any_store.get_image("no-such-session", "diagram-1") is None
+    await store.create(session)
+    assert await store.get_image(session.id, "diagram-9") is None
+    assert await store.get_image("no-such-session", "diagram-1") is None
 
 
 # -- pruning -----------------------------------------------------------------------------------
@@ -398,7 +388,7 @@ async def sessions_with_logs(store: SessionStore, spec: list[tuple[SessionStatus
 
 @pytest.mark.gen_test
 async def test_prune_deletes_finished_sessions_updated_before_the_cutoff_with_their_logs_and_images(
-    any_store,
+    store,
 ):
     old, new = 10, 0
     spec = [
@@ -411,19 +401,19 @@ async def test_prune_deletes_finished_sessions_updated_before_the_cutoff_with_th
         (S.COMPLETED, new),
         (S.FAILED, new),
     ]
-    sessions = await sessions_with_logs(any_store, spec)
-    deleted = await any_store.prune(utcnow() - timedelta(days=1), keep_at_most=100)
+    sessions = await sessions_with_logs(store, spec)
+    deleted = await store.prune(utcnow() - timedelta(days=1), keep_at_most=100)
     assert sorted(deleted) == sorted(sessions[i].id for i in (0, 2, 4))
     for i, session in enumerate(sessions):
         if i in (0, 2, 4):
-            await assert_gone(any_store, session.id)
+            await assert_gone(store, session.id)
         else:
-            await assert_intact(any_store, session.id, events_for(session.id, 3))
-            assert as_stored(await any_store.get(session.id)) == as_stored(replace(session, last_event_id=3))
+            await assert_intact(store, session.id, events_for(session.id, 3))
+            assert as_stored(await store.get(session.id)) == as_stored(replace(session, last_event_id=3))
 
 
 @pytest.mark.gen_test
-async def test_prune_then_deletes_the_oldest_finished_sessions_beyond_keep_at_most(any_store):
+async def test_prune_then_deletes_the_oldest_finished_sessions_beyond_keep_at_most(store):
     spec = [
         (S.COMPLETED, 10),  # before the cutoff: goes first, and does not count toward the excess
         (S.RUNNING, 0.5),
@@ -433,44 +423,44 @@ async def test_prune_then_deletes_the_oldest_finished_sessions_beyond_keep_at_mo
         (S.CANCELLED, 0.1),
         (S.COMPLETED, 0),
     ]
-    sessions = await sessions_with_logs(any_store, spec)
-    deleted = await any_store.prune(utcnow() - timedelta(days=1), keep_at_most=4)
+    sessions = await sessions_with_logs(store, spec)
+    deleted = await store.prune(utcnow() - timedelta(days=1), keep_at_most=4)
     assert sorted(deleted) == sorted(sessions[i].id for i in (0, 2, 4))
-    assert [s.id for s in await any_store.list(10)] == [sessions[i].id for i in (6, 5, 3, 1)]
+    assert [s.id for s in await store.list(10)] == [sessions[i].id for i in (6, 5, 3, 1)]
     for i in (0, 2, 4):
-        await assert_gone(any_store, sessions[i].id)
+        await assert_gone(store, sessions[i].id)
     for i in (1, 3, 5, 6):
-        await assert_intact(any_store, sessions[i].id, events_for(sessions[i].id, 3))
+        await assert_intact(store, sessions[i].id, events_for(sessions[i].id, 3))
 
 
 @pytest.mark.gen_test
-async def test_prune_never_deletes_pending_running_or_interrupted_sessions(any_store):
+async def test_prune_never_deletes_pending_running_or_interrupted_sessions(store):
     spec = [(S.PENDING, 10), (S.RUNNING, 10), (S.INTERRUPTED, 10), (S.COMPLETED, 0), (S.RUNNING, 0)]
-    sessions = await sessions_with_logs(any_store, spec)
-    deleted = await any_store.prune(utcnow() + timedelta(days=1), keep_at_most=0)
+    sessions = await sessions_with_logs(store, spec)
+    deleted = await store.prune(utcnow() + timedelta(days=1), keep_at_most=0)
     assert deleted == [sessions[3].id]
-    assert [s.id for s in await any_store.list(10)] == [sessions[i].id for i in (4, 2, 1, 0)]
+    assert [s.id for s in await store.list(10)] == [sessions[i].id for i in (4, 2, 1, 0)]
     for i in (0, 1, 2, 4):
-        await assert_intact(any_store, sessions[i].id, events_for(sessions[i].id, 3))
+        await assert_intact(store, sessions[i].id, events_for(sessions[i].id, 3))
 
 
 @pytest.mark.gen_test
-async def test_prune_with_nothing_to_do_deletes_nothing(any_store):
-    assert await any_store.prune(utcnow(), keep_at_most=0) == []
-    sessions = await sessions_with_logs(any_store, [(S.COMPLETED, 0), (S.FAILED, 0), (S.RUNNING, 10)])
-    assert await any_store.prune(utcnow() - timedelta(days=1), keep_at_most=3) == []
-    assert await any_store.prune(utcnow() - timedelta(days=1), keep_at_most=100) == []
+async def test_prune_with_nothing_to_do_deletes_nothing(store):
+    assert await store.prune(utcnow(), keep_at_most=0) == []
+    sessions = await sessions_with_logs(store, [(S.COMPLETED, 0), (S.FAILED, 0), (S.RUNNING, 10)])
+    assert await store.prune(utcnow() - timedelta(days=1), keep_at_most=3) == []
+    assert await store.prune(utcnow() - timedelta(days=1), keep_at_most=100) == []
     for session in sessions:
-        await assert_intact(any_store, session.id, events_for(session.id, 3))
+        await assert_intact(store, session.id, events_for(session.id, 3))
 
 
 # -- describe ----------------------------------------------------------------------------------
 
 
 @pytest.mark.gen_test
-async def test_describe_names_the_kind_and_says_the_store_is_writable(any_store):
-    facts = await any_store.describe()
-    assert facts["kind"] == any_store.kind and facts["kind"] in ("memory", "sqlite")
+async def test_describe_names_the_kind_and_says_the_store_is_writable(store):
+    facts = await store.describe()
+    assert facts["kind"] == store.kind and facts["kind"] in ("memory", "sqlite")
     assert facts["writable"] is True
 
 

@@ -13,8 +13,7 @@ import openai
 from workflow import diagrams
 from workflow.errors import ProviderError
 from workflow.lesson import Outline, TopicAnalysis
-from workflow.prompts import Prompts
-from workflow.providers.openai_client import LLMConfig, make_client, provider_error
+from workflow.providers.openai_client import ModelBacked, provider_error
 
 SVG = "image/svg+xml"
 
@@ -60,18 +59,10 @@ class DiagramImages(ImageProvider):
         ]
 
 
-class ModelImages(DiagramImages):
+class ModelImages(ModelBacked, DiagramImages):
     """The diagrams, plus an illustration from an OpenAI-compatible /v1/images/generations."""
 
     name = "openai"
-
-    def __init__(self, config: LLMConfig, prompts: Prompts, client: openai.AsyncOpenAI | None = None) -> None:
-        self.config = config
-        self.prompts = prompts
-        self.client = client or make_client(config)
-
-    async def close(self) -> None:
-        await self.client.close()
 
     async def render(self, analysis: TopicAnalysis, outline: Outline) -> list[Image]:
         diagrams_drawn = await super().render(analysis, outline)

@@ -20,10 +20,9 @@ from workflow.lesson import (
     QuizQuestion,
     TopicAnalysis,
 )
-from workflow.prompts import Prompts
 from workflow.providers import schemas
 from workflow.providers.base import LessonProvider, TextSink
-from workflow.providers.openai_client import LLMConfig, make_client, provider_error
+from workflow.providers.openai_client import ModelBacked, provider_error
 
 log = logging.getLogger("orchestrator.llm")
 
@@ -54,18 +53,10 @@ class StepText:
             await self.sink.write(text, weight)
 
 
-class OpenAICompatibleProvider(LessonProvider):
+class OpenAICompatibleProvider(ModelBacked, LessonProvider):
     """Chat Completions with `stream: true` against OpenAI, Ollama (/v1), vLLM, llama.cpp or LM Studio."""
 
     name = "openai"
-
-    def __init__(self, config: LLMConfig, prompts: Prompts, client: openai.AsyncOpenAI | None = None) -> None:
-        self.config = config
-        self.prompts = prompts
-        self.client = client or make_client(config)
-
-    async def close(self) -> None:
-        await self.client.close()
 
     # -- the four parts of a lesson -------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 import openai
 
 from workflow.errors import ProviderError
+from workflow.prompts import Prompts
 
 CONNECT_TIMEOUT = 10.0
 
@@ -46,6 +47,18 @@ class LLMConfig:
 
     def describe(self, model: str | None = None) -> str:
         return f"openai provider, model {model or self.model} at {self.base_url}"
+
+
+class ModelBacked:
+    """What a provider that asks a model server holds: its settings, prompts and client."""
+
+    def __init__(self, config: LLMConfig, prompts: Prompts, client: openai.AsyncOpenAI | None = None) -> None:
+        self.config = config
+        self.prompts = prompts
+        self.client = client or make_client(config)
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 def make_client(config: LLMConfig) -> openai.AsyncOpenAI:
