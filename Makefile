@@ -27,6 +27,7 @@ run: $(RUNTIME)
 lint: $(DEV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format: $(DEV)
 	$(PY) -m ruff format .
@@ -50,4 +51,4 @@ screenshots: $(DEV) browser
 	$(PY) -m tests.screenshots
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import tornado.netutil
 import tornado.web
@@ -107,7 +108,7 @@ def make_engine(settings: Settings, store: SessionStore) -> Engine:
 
 
 def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
-    routes = [
+    routes: list[Any] = [
         (r"/api/sessions", SessionsHandler),
         (SESSION, SessionHandler),
         (SESSION + r"/run", RunHandler),
@@ -159,7 +160,7 @@ async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> 
         getattr(engine.store, "path", engine.store.kind),
     )
     upkeep = [
-        PeriodicCallback(engine.sweep, settings.sweep_interval * 1000),
+        PeriodicCallback(lambda: _sweep(engine), settings.sweep_interval * 1000),
         PeriodicCallback(lambda: _prune(engine), settings.prune_interval * 1000),
     ]
     for callback in upkeep:
@@ -177,6 +178,10 @@ async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> 
     await engine.close_providers()
     await engine.store.close()
     log.info("stopped")
+
+
+def _sweep(engine: Engine) -> None:
+    engine.sweep()
 
 
 async def _prune(engine: Engine) -> None:

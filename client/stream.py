@@ -11,7 +11,7 @@ import codecs
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +165,7 @@ class SessionStream:
             self.sleep(delay)
             self.reconnects += 1
 
-    def _connect(self, parser: SSEParser) -> Iterator[SSEMessage]:
+    def _connect(self, parser: SSEParser) -> Generator[SSEMessage, None, None]:
         parser.reset_connection()
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if self.last_id:

@@ -218,7 +218,8 @@ def _fields() -> list[dataclasses.Field[Any]]:
 def _convert(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
     """Turn a raw value from a file, the env or the command line into the field's type, or explain."""
     kind = f.type
-    parse = f.metadata["parse"] or {bool: _to_bool}.get(kind, kind)
+    assert isinstance(kind, type)  # the module has no `from __future__ import annotations`
+    parse: Callable[[Any], Any] = f.metadata["parse"] or (_to_bool if kind is bool else kind)
     try:
         if kind is int and isinstance(raw, float | bool):
             raise ValueError

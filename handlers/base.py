@@ -59,7 +59,7 @@ class BaseHandler(tornado.web.RequestHandler):
     """Bodies are streamed in so that one over the limit gets a JSON 413 before it is read whole."""
 
     request_id = ""
-    _body = b""
+    _body = bytearray()
 
     @property
     def engine(self) -> Engine:
@@ -86,7 +86,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
             return
-        self._body += chunk  # type: ignore[operator]
+        self._body += chunk
         if len(self._body) > self.config.max_body_size:
             self._body = bytearray()
             self.send_error(exc_info=(APIError, self._too_large(), None))

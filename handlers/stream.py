@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 
 from handlers.base import APIError, BaseHandler
 from workflow import engine as engine_module
-from workflow.events import CONNECTED, make_event
+from workflow.events import CONNECTED, Event, make_event
 from workflow.subscription import Subscription
 
 log = logging.getLogger("orchestrator.stream")
@@ -54,7 +54,7 @@ class RunHandler(BaseHandler):
     """
 
     subscription: Subscription | None = None
-    _waiter: asyncio.Future[object] | None = None
+    _waiter: asyncio.Future[list[Event]] | None = None
 
     async def post(self, session_id: str) -> None:
         await self._stream(session_id, after_id=0, must_start=True)
@@ -102,13 +102,13 @@ class RunHandler(BaseHandler):
         )
         await self._send(f"retry: {self.config.sse_retry}\n\n".encode() + connected.frame)
         while True:
-            self._waiter = asyncio.ensure_future(subscription.next_batch())
-            done, _ = await asyncio.wait({self._waiter}, timeout=self.config.heartbeat_interval)
+            waiter = self._waiter = asyncio.ensure_future(subscription.next_batch())
+            done, _ = await asyncio.wait({waiter}, timeout=self.config.heartbeat_interval)
             if not done:
-                self._waiter.cancel()
+                waiter.cancel()
                 await self._send(b": heartbeat\n\n")
                 continue
-            batch = self._waiter.result()
+            batch = waiter.result()
             if not batch:
                 if subscription.closed_reason == engine_module.SHUTDOWN:
                     await self._send(b": the server is shutting down; reconnect later\n\n")
@@ -126,13 +126,19 @@ class RunHandler(BaseHandler):
             self._cut_off(f"the client took no data for {self.config.flush_timeout:g} s")
             raise StreamClosedError() from None
 
+    def _socket(self) -> IOStream | None:
+        # HTTP/1 connections have the stream; the interface does not promise one.
+        return getattr(self.request.connection, "stream", None)
+
     def _connection_open(self) -> bool:
-        stream = getattr(self.request.connection, "stream", None)
+        stream = self._socket()
         return stream is not None and not stream.closed()
 
     def _cut_off(self, why: str = "the client fell too far behind") -> None:
         log.warning("stream cut off: %s; it can resume with Last-Event-ID", why)
-        self.request.connection.close()
+        stream = self._socket()
+        if stream is not None:
+            stream.close()  # on_connection_close follows, and the handler winds down
 
     def on_connection_close(self) -> None:
         # May fire late, or while we wait for events: stop waiting and let `finally` clean up.

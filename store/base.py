@@ -47,7 +47,7 @@ class SessionStore(ABC):
         """Remove the session with its events and images; False if there was none."""
 
     @abstractmethod
-    async def list(
+    async def newest(
         self, limit: int, status: SessionStatus | None = None, before: str | None = None
     ) -> list[Session]:
         """Newest first; `before` is the id of a session, and only older ones are listed."""

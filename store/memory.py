@@ -44,7 +44,7 @@ class MemoryStore(SessionStore):
         self._images.pop(session_id, None)
         return self._sessions.pop(session_id, None) is not None
 
-    async def list(
+    async def newest(
         self, limit: int, status: SessionStatus | None = None, before: str | None = None
     ) -> list[Session]:
         newest_first = list(reversed(self._sessions.values()))

@@ -183,7 +183,7 @@ class SQLiteStore(SessionStore):
     async def delete(self, session_id: str) -> bool:
         return bool(await self._write(lambda c: _delete_sessions(c, [session_id])))
 
-    async def list(
+    async def newest(
         self, limit: int, status: SessionStatus | None = None, before: str | None = None
     ) -> list[Session]:
         conditions, params = [], []

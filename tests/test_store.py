@@ -234,16 +234,16 @@ STATUSES = [S.COMPLETED, S.RUNNING, S.PENDING, S.COMPLETED, S.INTERRUPTED, S.FAI
 async def test_list_gives_the_newest_sessions_first_up_to_the_limit(store):
     sessions = await with_statuses(store, STATUSES)
     newest_first = [s.id for s in reversed(sessions)]
-    assert [s.id for s in await store.list(100)] == newest_first
-    assert [s.id for s in await store.list(3)] == newest_first[:3]
-    assert [s.id for s in await store.list(1)] == newest_first[:1]
+    assert [s.id for s in await store.newest(100)] == newest_first
+    assert [s.id for s in await store.newest(3)] == newest_first[:3]
+    assert [s.id for s in await store.newest(1)] == newest_first[:1]
 
 
 @pytest.mark.gen_test
 async def test_list_gives_sessions_equal_to_what_was_stored(store):
     session = rich_session(result=a_result())
     await store.create(session)
-    [listed] = await store.list(10)
+    [listed] = await store.newest(10)
     assert as_stored(listed) == as_stored(session)
 
 
@@ -252,9 +252,9 @@ async def test_list_filters_by_status(store):
     sessions = await with_statuses(store, STATUSES)
     for status in S:
         wanted = [s.id for s in reversed(sessions) if s.status == status]
-        assert [s.id for s in await store.list(100, status)] == wanted, status
+        assert [s.id for s in await store.newest(100, status)] == wanted, status
     completed = [s.id for s in reversed(sessions) if s.status == S.COMPLETED]
-    assert [s.id for s in await store.list(2, S.COMPLETED)] == completed[:2]
+    assert [s.id for s in await store.newest(2, S.COMPLETED)] == completed[:2]
 
 
 @pytest.mark.gen_test
@@ -266,7 +266,7 @@ async def test_paging_with_before_visits_every_session_once_newest_first(store, 
     seen: list[str] = []
     before = None
     for _ in range(len(sessions) + 2):
-        page = await store.list(limit, status, before)
+        page = await store.newest(limit, status, before)
         assert len(page) <= limit
         seen += [s.id for s in page]
         if len(page) < limit:
@@ -280,8 +280,8 @@ async def test_paging_with_before_visits_every_session_once_newest_first(store, 
 @pytest.mark.gen_test
 async def test_list_before_the_oldest_or_an_unknown_session_is_empty(store):
     sessions = await with_statuses(store, STATUSES)
-    assert await store.list(10, before=sessions[0].id) == []
-    assert await store.list(10, before="no-such-session") == []
+    assert await store.newest(10, before=sessions[0].id) == []
+    assert await store.newest(10, before="no-such-session") == []
 
 
 @pytest.mark.gen_test
@@ -326,7 +326,7 @@ async def test_delete_removes_the_session_with_its_events_and_images_and_nothing
     assert await store.delete(doomed.id) is True
     await assert_gone(store, doomed.id)
     await assert_intact(store, kept.id, events_for(kept.id, 3))
-    assert [s.id for s in await store.list(10)] == [kept.id]
+    assert [s.id for s in await store.newest(10)] == [kept.id]
     assert await store.count() == {"pending": 1}
 
 
@@ -426,7 +426,7 @@ async def test_prune_then_deletes_the_oldest_finished_sessions_beyond_keep_at_mo
     sessions = await sessions_with_logs(store, spec)
     deleted = await store.prune(utcnow() - timedelta(days=1), keep_at_most=4)
     assert sorted(deleted) == sorted(sessions[i].id for i in (0, 2, 4))
-    assert [s.id for s in await store.list(10)] == [sessions[i].id for i in (6, 5, 3, 1)]
+    assert [s.id for s in await store.newest(10)] == [sessions[i].id for i in (6, 5, 3, 1)]
     for i in (0, 2, 4):
         await assert_gone(store, sessions[i].id)
     for i in (1, 3, 5, 6):
@@ -439,7 +439,7 @@ async def test_prune_never_deletes_pending_running_or_interrupted_sessions(store
     sessions = await sessions_with_logs(store, spec)
     deleted = await store.prune(utcnow() + timedelta(days=1), keep_at_most=0)
     assert deleted == [sessions[3].id]
-    assert [s.id for s in await store.list(10)] == [sessions[i].id for i in (4, 2, 1, 0)]
+    assert [s.id for s in await store.newest(10)] == [sessions[i].id for i in (4, 2, 1, 0)]
     for i in (0, 1, 2, 4):
         await assert_intact(store, sessions[i].id, events_for(sessions[i].id, 3))
 
@@ -505,13 +505,13 @@ async def test_everything_survives_closing_and_reopening_the_file(tmp_path):
         assert [e.frame for e in await store.events_after(kept.id, 2)] == [e.frame for e in events[2:]]
         assert await store.get_image(kept.id, "diagram-1") == PNG
         assert await store.get_image(kept.id, "diagram-2") == SVG
-        assert [s.id for s in await store.list(10)] == [interrupted.id, running.id, kept.id]
+        assert [s.id for s in await store.newest(10)] == [interrupted.id, running.id, kept.id]
         assert [s.id for s in await store.unfinished()] == [running.id, interrupted.id]
         assert await store.count() == {"completed": 1, "running": 1, "interrupted": 1}
         # Creation order carries on across the reopen.
         later = Session.new("glaciers")
         await store.create(later)
-        assert [s.id for s in await store.list(2)] == [later.id, interrupted.id]
+        assert [s.id for s in await store.newest(2)] == [later.id, interrupted.id]
 
 
 @pytest.mark.gen_test
@@ -693,7 +693,7 @@ async def test_a_write_that_fails_at_run_time_raises_and_the_store_keeps_serving
                 e.frame for e in events_for(session.id, 2)
             ]
             assert await store.get_image(session.id, "diagram-1") == PNG
-            assert [s.id for s in await store.list(10)] == [session.id]
+            assert [s.id for s in await store.newest(10)] == [session.id]
         # The file is writable again, but the last write failed; the next one succeeds and says so.
         assert (await store.describe())["writable"] is False
         await store.append_events(session.id, events_for(session.id, 1, first=3))

@@ -145,7 +145,7 @@ class Engine:
             raise InvalidInput(f"status must be one of {names}") from None
         if before is not None:
             await self.get_session(before)  # an unknown cursor is a 404, not an empty page
-        sessions = await self.store.list(limit, wanted, before)
+        sessions = await self.store.newest(limit, wanted, before)
         return [self._live.get(s.id, s) for s in sessions]
 
     async def get_result(self, session_id: str) -> SessionResult:
@@ -328,8 +328,8 @@ class Engine:
         step.error = ""
         session.touch()
         index = [s.id for s in session.steps].index(step.id)
-        data = {"step_name": step.name, "step_index": index}
-        await self.publish(session, ev.STEP_START, data, step.id, save=True)
+        start: dict[str, Any] = {"step_name": step.name, "step_index": index}
+        await self.publish(session, ev.STEP_START, start, step.id, save=True)
         sink = StepSink(self, session, step)
         context = StepContext(
             session.topic, self.provider, self.images, sink, session.checkpoints, self._image_saver(session)
@@ -365,10 +365,11 @@ class Engine:
         session.checkpoints[step.name] = outcome.checkpoint
         self._end_step(step, began, StepStatus.COMPLETED, output=outcome.output)
         session.touch()
-        data = {"step_name": step.name, "output": outcome.output, "duration": step.duration_ns // 1_000_000}
+        milliseconds = (step.duration_ns or 0) // 1_000_000
+        done: dict[str, Any] = {"step_name": step.name, "output": outcome.output, "duration": milliseconds}
         if "usage" in step.metadata:
-            data["usage"] = step.metadata["usage"]
-        await self.publish(session, ev.STEP_COMPLETE, data, step.id, save=True)
+            done["usage"] = step.metadata["usage"]
+        await self.publish(session, ev.STEP_COMPLETE, done, step.id, save=True)
 
     def _retry_delay(self, state: RetryCallState) -> float:
         """Exponential backoff with jitter, or exactly what the server asked for in Retry-After."""
