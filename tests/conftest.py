@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import tornado.httpclient
 import ujson
+from tornado.ioloop import IOLoop
 
 from conf.settings import Settings, settings_for_tests
 from server import engine_options, make_app
@@ -21,13 +22,30 @@ from workflow.providers.base import LessonProvider
 from workflow.providers.builtin import BuiltinProvider
 
 
+@pytest.fixture
+def io_loop() -> Iterator[IOLoop]:
+    """pytest-tornado's loop, made without Tornado's deprecated make-current path: that path asks
+    asyncio for the thread's loop first, which creates one nobody ever closes."""
+    loop = IOLoop(make_current=False)
+    asyncio.set_event_loop(loop.asyncio_loop)  # type: ignore[attr-defined]
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close(all_fds=True)
+
+
 @pytest.fixture(autouse=True)
-def close_sse_connections(io_loop):
-    """Close the raw connections a test opened while its loop still runs, so nothing leaks."""
+def close_sse_connections(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Close the raw connections an async test opened while its loop still runs, so nothing leaks.
+
+    Only tests that have an IOLoop get one: a loop made for a synchronous test (the browser tests
+    run Playwright's own) would be left behind as the thread's current loop.
+    """
+    # Asked for here, not at teardown, so that the loop is torn down after this fixture.
+    io_loop = request.getfixturevalue("io_loop") if "io_loop" in request.fixturenames else None
     yield
     leftover = list(sse_client.OPEN_CONNECTIONS)
     sse_client.OPEN_CONNECTIONS.clear()
-    if leftover:
+    if leftover and io_loop is not None:
         io_loop.run_sync(lambda: asyncio.gather(*(c.aclose() for c in leftover)), timeout=10)
 
 
