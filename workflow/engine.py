@@ -319,10 +319,10 @@ class Engine:
                 await self._record_stop(session, status)
 
     async def _run_step(self, session: Session, step: SessionStep) -> None:
+        sink = StepSink(self, session, step)
         if step.status != StepStatus.PENDING:
             # A stop cut this step short: clients drop what they have of it, and it runs again.
-            data = {"step_name": step.name, "reason": RESTARTED}
-            await self.publish(session, ev.STEP_RETRY, data, step.id)
+            await sink.restart(RESTARTED)
         step.status = StepStatus.RUNNING
         step.started_at = utcnow()
         step.error = ""
@@ -330,7 +330,6 @@ class Engine:
         index = [s.id for s in session.steps].index(step.id)
         start: dict[str, Any] = {"step_name": step.name, "step_index": index}
         await self.publish(session, ev.STEP_START, start, step.id, save=True)
-        sink = StepSink(self, session, step)
         context = StepContext(
             session.topic, self.provider, self.images, sink, session.checkpoints, self._image_saver(session)
         )
@@ -469,8 +468,8 @@ class Engine:
 
         Subscribers are offered it only once it is committed, so nobody ever holds an event the
         store does not have. The run does not wait for the commit (writes are committed in order,
-        so what a crash leaves is always a prefix of the log) unless `wait` is set, or the store
-        has fallen too far behind.
+        so what a crash leaves is always a prefix of the log) unless `wait` is set, or the session
+        already has MAX_UNCOMMITTED events waiting for the store.
         """
         failure = self._write_failures.get(session.id)
         if failure is not None:
