@@ -15,8 +15,10 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
-from conf.logging_setup import request_id_var, setup_logging
+from conf.logging_setup import setup_logging
 from conf.settings import Settings, SettingsError, load_settings
+from core.context import request_id_var
+from core.errors import StoreUnavailable
 from handlers.base import NotFoundHandler
 from handlers.health import HealthHandler
 from handlers.images import ImageHandler
@@ -26,13 +28,12 @@ from handlers.stream import OpenStreams, RunHandler
 from store import MemoryStore, SessionStore
 from store.sqlite import SQLiteStore
 from workflow.engine import Engine, EngineOptions
-from workflow.errors import StoreUnavailable
-from workflow.images import DiagramImages, ImageProvider, ModelImages
-from workflow.prompts import PromptError, Prompts
 from workflow.providers.base import LessonProvider
 from workflow.providers.builtin import BuiltinProvider
+from workflow.providers.images import DiagramImages, ImageProvider, ModelImages
 from workflow.providers.llm import OpenAICompatibleProvider
 from workflow.providers.openai_client import LLMConfig, make_client
+from workflow.providers.prompts import PromptError, Prompts
 
 log = logging.getLogger("orchestrator")
 access_log = logging.getLogger("orchestrator.access")

@@ -1,6 +1,5 @@
 """Logging setup: colour on a terminal, plain text or JSON lines; request and session ids on each line."""
 
-import contextvars
 import logging
 import sys
 import time
@@ -9,10 +8,7 @@ from typing import Any
 import colorlog
 import ujson
 
-# Set by the request handler (request id) and the session runner (session id); asyncio copies the
-# context into every task, so a session run started by a request keeps that request's id.
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-session_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("session_id", default="-")
+from core.context import request_id_var, session_id_var
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [req=%(request_id)s session=%(session_id)s] %(message)s"
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workflow.models import STEP_NAMES
+from core.models import STEP_NAMES
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

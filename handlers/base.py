@@ -10,10 +10,9 @@ from typing import Any
 import tornado.web
 import ujson
 
-from conf.logging_setup import request_id_var, session_id_var
 from conf.settings import Settings
-from workflow.engine import Engine
-from workflow.errors import (
+from core.context import request_id_var, session_id_var
+from core.errors import (
     InvalidInput,
     NotFound,
     OrchestratorError,
@@ -21,7 +20,8 @@ from workflow.errors import (
     SessionConflict,
     Unavailable,
 )
-from workflow.events import dumps
+from core.events import dumps
+from workflow.engine import Engine
 
 log = logging.getLogger("orchestrator.http")
 

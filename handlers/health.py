@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from core.models import rfc3339, utcnow
 from handlers.base import BaseHandler
-from workflow.models import rfc3339, utcnow
 
 STARTED = time.monotonic()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.base import BaseHandler
-from workflow.html import lesson_html, topic_slug
+from workflow.lesson.html import lesson_html, topic_slug
 
 # Opened on its own the fragment stays inert: no scripts at all, images from this origin only.
 FRAGMENT_POLICY = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'"

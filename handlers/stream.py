@@ -7,10 +7,10 @@ import logging
 
 from tornado.iostream import IOStream, StreamClosedError
 
+from core.events import CONNECTED, Event, make_event
 from handlers.base import APIError, BaseHandler
 from workflow import engine as engine_module
-from workflow.events import CONNECTED, Event, make_event
-from workflow.subscription import Subscription
+from workflow.eventlog.subscription import Subscription
 
 log = logging.getLogger("orchestrator.stream")
 

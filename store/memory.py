@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from store.base import FINISHED, UNFINISHED, SessionStore, StoredImage
-from workflow.events import Event
-from workflow.models import Session, SessionStatus
+from core.events import Event
+from core.models import Session, SessionStatus
+from core.store import FINISHED, UNFINISHED, SessionStore, StoredImage
 
 
 class MemoryStore(SessionStore):

@@ -6,8 +6,8 @@ from typing import Any
 
 import ujson
 
-from workflow.events import dumps
-from workflow.models import Session, SessionResult, SessionStatus, SessionStep, parse_time, rfc3339
+from core.events import dumps
+from core.models import Session, SessionResult, SessionStatus, SessionStep, parse_time, rfc3339
 
 COLUMNS = (
     "id",

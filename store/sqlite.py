@@ -18,12 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from store.base import FINISHED, UNFINISHED, SessionStore, StoredImage
+from core.errors import StoreUnavailable
+from core.events import Event, event_from_payload, frame_payload
+from core.models import Session, SessionStatus, rfc3339, utcnow
+from core.store import FINISHED, UNFINISHED, SessionStore, StoredImage
 from store.records import COLUMNS, session_from_row, session_to_row
 from store.writer import GroupCommitWriter
-from workflow.errors import StoreUnavailable
-from workflow.events import Event, event_from_payload, frame_payload
-from workflow.models import Session, SessionStatus, rfc3339, utcnow
 
 T = TypeVar("T")
 

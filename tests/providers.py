@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from workflow.lesson import LessonContent, Outline, TopicAnalysis
+from workflow.lesson.model import LessonContent, Outline, TopicAnalysis
 from workflow.providers.base import TextSink
 from workflow.providers.builtin import BuiltinProvider
 

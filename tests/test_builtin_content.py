@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from workflow.lesson import (
+from workflow.lesson.model import (
     LessonContent,
     Outline,
     OutlineSection,
@@ -103,7 +103,7 @@ def test_lesson_is_identical_across_processes_whatever_the_hash_seed():
     script = textwrap.dedent(
         f"""
         import hashlib, json
-        from workflow.lesson import to_dict
+        from workflow.lesson.model import to_dict
         from workflow.providers import builtin_content as bc
 
         def lesson(topic):

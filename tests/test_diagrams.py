@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from workflow.diagrams import key_terms_svg, outline_map_svg, text_width, wrap_text
-from workflow.lesson import KeyTerm, OutlineSection
+from workflow.lesson.diagrams import key_terms_svg, outline_map_svg, text_width, wrap_text
+from workflow.lesson.model import KeyTerm, OutlineSection
 
 NS = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>alert(1)</script>"

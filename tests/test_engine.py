@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
+from core.models import SessionStatus
 from store import MemoryStore
 from tests.providers import GatedProvider
 from workflow.engine import SHUTDOWN, Engine, EngineOptions
-from workflow.models import SessionStatus
 from workflow.providers.builtin import BuiltinProvider
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflow.html import lesson_html, topic_slug
+from workflow.lesson.html import lesson_html, topic_slug
 
 IMAGE = "/api/sessions/6f1c2d3e-0000-4000-8000-000000000000/images/outline-map.svg"
 

@@ -14,10 +14,10 @@ from tornado.httpserver import HTTPServer
 from server import llm_config
 from tests.fake_openai import GOOD_JSON, FakeOpenAI, Reply
 from tests.test_stream import run_to_end
-from workflow.images import ModelImages
-from workflow.prompts import Prompts
+from workflow.providers.images import ModelImages
 from workflow.providers.llm import OpenAICompatibleProvider
 from workflow.providers.openai_client import make_client
+from workflow.providers.prompts import Prompts
 
 BASE = {
     "provider": "openai",

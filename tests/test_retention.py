@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from core.models import SessionStatus, utcnow
 from tests.test_stream import run_to_end
-from workflow.models import SessionStatus, utcnow
 
 
 async def age(engine, session_id: str, days: float) -> None:

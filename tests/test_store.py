@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from core.errors import StoreUnavailable
+from core.events import STEP_COMPLETE, STEP_DELTA, Event, make_event
+from core.models import Session, SessionResult, SessionStatus, StepStatus, utcnow
 from store import SessionStore, StoredImage
 from store.sqlite import SCHEMA_VERSION, SQLiteStore
-from workflow.errors import StoreUnavailable
-from workflow.events import STEP_COMPLETE, STEP_DELTA, Event, make_event
-from workflow.models import Session, SessionResult, SessionStatus, StepStatus, utcnow
 
 S = SessionStatus
 PNG = StoredImage("image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from core.models import STEP_NAMES
 from tests.providers import FailingProvider, FloodProvider, GatedProvider, StallingProvider
 from tests.sse_client import SSEEvent, open_sse
-from workflow.models import STEP_NAMES
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

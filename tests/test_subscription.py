@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from workflow.events import make_event
-from workflow.subscription import OVERFLOW, Subscription
+from core.events import make_event
+from workflow.eventlog.subscription import OVERFLOW, Subscription
 
 
 def events(first: int, last: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Protocol
 
-from workflow.lesson import LessonContent, Outline, TopicAnalysis
+from workflow.lesson.model import LessonContent, Outline, TopicAnalysis
 
 
 class TextSink(Protocol):

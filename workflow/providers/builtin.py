@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 
-from workflow import lesson_text
-from workflow.lesson import LessonContent, Outline, TopicAnalysis
+from workflow.lesson import text as lesson_text
+from workflow.lesson.model import LessonContent, Outline, TopicAnalysis
 from workflow.providers import builtin_content
 from workflow.providers.base import LessonProvider, TextSink
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workflow.lesson import (
+from workflow.lesson.model import (
     KeyTerm,
     LessonContent,
     Misconception,

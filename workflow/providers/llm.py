@@ -10,8 +10,8 @@ import jsonschema
 import openai
 import ujson
 
-from workflow.errors import ProviderError
-from workflow.lesson import (
+from core.errors import ProviderError
+from workflow.lesson.model import (
     KeyTerm,
     LessonContent,
     Misconception,

@@ -16,8 +16,8 @@ from typing import Any
 
 import openai
 
-from workflow.errors import ProviderError
-from workflow.prompts import Prompts
+from core.errors import ProviderError
+from workflow.providers.prompts import Prompts
 
 CONNECT_TIMEOUT = 10.0
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import ujson
 
-from workflow.models import rfc3339, utcnow
+from core.models import rfc3339, utcnow
 
 CONNECTED = "connected"
 STEP_START = "step-start"

@@ -19,10 +19,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from conf.logging_setup import session_id_var
-from store.base import SessionStore, StoredImage
-from workflow import events as ev
-from workflow.errors import (
+from core import events as ev
+from core.context import session_id_var
+from core.errors import (
     BudgetExceeded,
     ImageNotFound,
     InvalidInput,
@@ -36,9 +35,8 @@ from workflow.errors import (
     StoreUnavailable,
     TooManySessions,
 )
-from workflow.events import Event, make_event
-from workflow.images import DiagramImages, ImageProvider
-from workflow.models import (
+from core.events import Event, make_event
+from core.models import (
     Session,
     SessionResult,
     SessionStatus,
@@ -46,10 +44,12 @@ from workflow.models import (
     StepStatus,
     utcnow,
 )
+from core.store import SessionStore, StoredImage
+from workflow.eventlog.subscription import Subscription
 from workflow.providers.base import LessonProvider
-from workflow.sink import StepSink
-from workflow.steps import STEPS, StepContext
-from workflow.subscription import Subscription
+from workflow.providers.images import DiagramImages, ImageProvider
+from workflow.steps.pipeline import STEPS, StepContext
+from workflow.steps.sink import StepSink
 
 log = logging.getLogger("orchestrator.engine")
 

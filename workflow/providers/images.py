@@ -10,9 +10,9 @@ from typing import Any
 
 import openai
 
-from workflow import diagrams
-from workflow.errors import ProviderError
-from workflow.lesson import Outline, TopicAnalysis
+from core.errors import ProviderError
+from workflow.lesson import diagrams
+from workflow.lesson.model import Outline, TopicAnalysis
 from workflow.providers.openai_client import ModelBacked, provider_error
 
 SVG = "image/svg+xml"

@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from workflow.events import Event
+from core.events import Event
 
 OVERFLOW = "fell too far behind"
 CLOSED = "the session was closed"

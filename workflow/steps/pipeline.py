@@ -6,15 +6,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workflow import lesson_text
-from workflow.images import ImageProvider
-from workflow.lesson import (
+from workflow.lesson import text as lesson_text
+from workflow.lesson.model import (
     analysis_from_dict,
     content_from_dict,
     outline_from_dict,
     to_dict,
 )
 from workflow.providers.base import LessonProvider, TextSink
+from workflow.providers.images import ImageProvider
 
 
 @dataclass

@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workflow.lesson import KeyTerm, OutlineSection
+from workflow.lesson.model import KeyTerm, OutlineSection
 
 __all__ = [
     "char_width",

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from workflow.events import Event
-from workflow.models import Session, SessionStatus
+from core.events import Event
+from core.models import Session, SessionStatus
 
 FINISHED = (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED)
 UNFINISHED = (SessionStatus.RUNNING, SessionStatus.INTERRUPTED)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from workflow import events as ev
-from workflow.errors import BudgetExceeded
-from workflow.models import Session, SessionStep
+from core import events as ev
+from core.errors import BudgetExceeded
+from core.models import Session, SessionStep
 
 if TYPE_CHECKING:
     from workflow.engine import Engine

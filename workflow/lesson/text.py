@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from workflow.lesson import LessonContent, Outline, TopicAnalysis
+from workflow.lesson.model import LessonContent, Outline, TopicAnalysis
 
 LETTERS = "ABCDEFGH"
 

@@ -1,0 +1,1 @@
+"""The event log: publish, commit, deliver; and the subscriptions that read it."""

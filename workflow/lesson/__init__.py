@@ -1,0 +1,1 @@
+"""The lesson: its parts, its Markdown text, its diagrams and its safe HTML."""
