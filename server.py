@@ -16,9 +16,9 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from conf.logging_setup import setup_logging
-from conf.settings import Settings, SettingsError, load_settings
+from conf.settings import Settings, load_settings
 from core.context import request_id_var
-from core.errors import StoreUnavailable
+from core.errors import PromptError, SettingsError, StoreUnavailable
 from handlers.base import NotFoundHandler
 from handlers.health import HealthHandler
 from handlers.images import ImageHandler
@@ -33,7 +33,7 @@ from workflow.providers.builtin import BuiltinProvider
 from workflow.providers.images import DiagramImages, ImageProvider, ModelImages
 from workflow.providers.llm import OpenAICompatibleProvider
 from workflow.providers.openai_client import LLMConfig, make_client
-from workflow.providers.prompts import PromptError, Prompts
+from workflow.providers.prompts import Prompts
 
 log = logging.getLogger("orchestrator")
 access_log = logging.getLogger("orchestrator.access")

@@ -10,16 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import SettingsError
 from core.models import STEP_NAMES
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 DEFAULT_CONF_FILE = PROJECT_DIR / "conf" / "orchestrator.toml"
 ENV_PREFIX = "ORCH_"
-
-
-class SettingsError(ValueError):
-    """A setting has a value the service cannot start with; the message names the option."""
 
 
 def option(

@@ -1,7 +1,12 @@
 """The service's exception classes.
 
     OrchestratorError
+     ├── ConfigError           the service cannot start with this configuration (exit 2)
+     │    ├── SettingsError    an option has an unusable value; the message names the option
+     │    ├── PromptError      a prompt file is missing or malformed; the message names the file
+     │    └── ContentError     a file of the builtin provider's text is missing or malformed
      ├── InvalidInput          bad input from a client (HTTP 400)
+     │    └── PayloadTooLarge  the request body is over max_body_size (413)
      ├── NotFound              nothing by that name (404)
      │    ├── SessionNotFound  no session with that id
      │    └── ImageNotFound    the session has no image by that name
@@ -16,9 +21,10 @@
           ├── StepTimedOut     the step ran past its timeout
           └── BudgetExceeded   the session used up its token budget
 
-Handlers turn the first group into JSON error answers. ProviderError and StepFailed never leave the
-engine: it retries transient provider errors, then records the failure on the session and sends it
-as `step-error` and `error` events.
+ConfigError stops the start with a message. Handlers turn InvalidInput through Unavailable into
+JSON error answers, through one function (handlers.base.status_for). ProviderError and StepFailed
+never leave the engine: it retries transient provider errors, then records the failure on the
+session and sends it as `step-error` and `error` events.
 """
 
 
@@ -26,7 +32,27 @@ class OrchestratorError(Exception):
     """Base of every error the service raises on purpose; the message is meant for the user."""
 
 
+class ConfigError(OrchestratorError, ValueError):
+    pass
+
+
+class SettingsError(ConfigError):
+    pass
+
+
+class PromptError(ConfigError):
+    pass
+
+
+class ContentError(ConfigError):
+    pass
+
+
 class InvalidInput(OrchestratorError):
+    pass
+
+
+class PayloadTooLarge(InvalidInput):
     pass
 
 

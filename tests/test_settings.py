@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conf.settings import Settings, SettingsError, load_settings
+from conf.settings import Settings, load_settings
+from core.errors import SettingsError
 
 
 def test_defaults_match_the_contract():

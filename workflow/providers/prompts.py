@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from core.errors import PromptError
+
 # file stem -> the placeholders the service fills in for it
 PLACEHOLDERS: dict[str, frozenset[str]] = {
     "system": frozenset(),
@@ -16,10 +18,6 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "summary": frozenset({"title", "level", "outline", "objectives"}),
     "image": frozenset({"title", "outline"}),
 }
-
-
-class PromptError(ValueError):
-    """A prompt file is missing or names a placeholder the service does not fill; says which file."""
 
 
 @dataclass(frozen=True)
