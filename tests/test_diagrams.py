@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from workflow.lesson import diagrams
 from workflow.lesson.diagrams import key_terms_svg, outline_map_svg, text_width, wrap_text
+from workflow.lesson.diagrams.labels import Label, TextStyle, text_block
+from workflow.lesson.diagrams.measure import atoms, clean_text
 from workflow.lesson.model import KeyTerm, OutlineSection
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -322,6 +325,47 @@ def test_wide_characters_count_double_and_bold_is_wider():
     assert text_width("中", 14) == pytest.approx(2 * 0.6 * 14)
     assert text_width("abc", 14, bold=True) > text_width("abc", 14)
     assert text_width("e\u0301", 14) == text_width("e", 14)  # a combining accent takes no room
+
+
+def test_clean_text_drops_what_xml_cannot_carry_and_folds_whitespace():
+    assert clean_text("a\x00b \t\n c\ud800\ufffe") == "ab c"
+    assert clean_text(None) == ""
+
+
+def test_a_combining_mark_after_a_wide_character_stays_in_that_characters_piece():
+    pieces = [piece for piece, _ in atoms("中\u0301文 ab")]
+    assert pieces == ["中\u0301", "文", "ab"]
+
+
+# --- labels ----------------------------------------------------------------------------------------
+
+
+def test_a_word_a_little_too_wide_widens_its_box_instead_of_being_cut():
+    assert text_block("M" * 8, TextStyle(14), 100, 3).lines == ("M" * 8,)  # 112 wide, within a third
+
+
+def test_a_word_far_too_wide_is_cut_at_a_third_over_the_width_and_ellipsised_past_the_line_cap():
+    block = text_block("M" * 40, TextStyle(14), 100, 3)
+    assert block.truncated
+    assert block.lines[-1].endswith("…")
+    assert all(100 < text_width(line, 14) <= 100 * 4 / 3 for line in block.lines[:-1])
+
+
+def test_an_empty_label_keeps_the_height_of_one_line():
+    style = TextStyle(14)
+    label = Label((text_block("", style, 100, 3),), pad_x=10, pad_y=8)
+    assert label.height == pytest.approx(style.line_height + 16)
+
+
+def test_the_diagrams_package_still_offers_the_names_callers_import():
+    assert set(diagrams.__all__) == {
+        "char_width",
+        "key_terms_svg",
+        "outline_map_svg",
+        "text_width",
+        "wrap_text",
+    }
+    assert all(callable(getattr(diagrams, name)) for name in diagrams.__all__)
 
 
 # --- safety, determinism, style --------------------------------------------------------------------
