@@ -14,7 +14,8 @@ from pathlib import Path
 import tornado.httpclient
 import ujson
 
-from tests.server_process import ServerProcess
+from bench.server import BenchServer
+from client.sse import SSEParser
 
 
 def rss_kib(pid: int) -> int:
@@ -44,11 +45,12 @@ class Client:
 
     async def stream(self, session_id: str, method: str = "GET") -> int:
         """Read the session's stream to its end; returns how many events arrived."""
-        frames = 0
+        parser = SSEParser()
+        events = 0
 
         def count(chunk: bytes) -> None:
-            nonlocal frames
-            frames += chunk.count(b"\n\n")
+            nonlocal events
+            events += len(parser.feed(chunk))
 
         await self.http.fetch(
             f"{self.base}/api/sessions/{session_id}/run",
@@ -57,7 +59,7 @@ class Client:
             streaming_callback=count,
             request_timeout=300,
         )
-        return frames
+        return events
 
     async def result(self, session_id: str) -> None:
         await self.http.fetch(f"{self.base}/api/sessions/{session_id}/result", request_timeout=60)
@@ -90,7 +92,7 @@ async def throughput(client: Client, sessions: int, concurrency: int) -> Through
     )
 
 
-async def fan_out(client: Client, server: ServerProcess, subscribers: int) -> None:
+async def fan_out(client: Client, server: BenchServer, subscribers: int) -> None:
     """One session watched by many streams: delivery time to all of them, and memory per stream."""
     session_id, _ = await client.create("fan-out")
     before = rss_kib(server.proc.pid)
@@ -122,7 +124,7 @@ async def run_all(argv: Sequence[str]) -> None:
     figures: dict[str, Throughput] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for store, db in (("memory", None), ("sqlite", Path(scratch) / "bench.db")):
-            server = ServerProcess(db=db)
+            server = BenchServer(Path(scratch) / f"{store}.log", db)
             try:
                 figures[store] = await throughput(Client(server.url), args.sessions, args.concurrency)
                 if store == "sqlite":

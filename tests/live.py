@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from client.sse import parse
 from tests.server_process import ServerProcess
 
 
@@ -29,8 +31,8 @@ def run_to_completion(base_url: str, topic: str) -> str:
     with requests.Session() as http:
         session_id = http.post(f"{base_url}/api/sessions", json={"topic": topic}, timeout=10).json()["id"]
         with http.get(f"{base_url}/api/sessions/{session_id}/run", stream=True, timeout=30) as stream:
-            for line in stream.iter_lines():
-                if line.startswith(b'data: {"type":"final"'):
+            for event in parse(stream.iter_content(chunk_size=None)):
+                if json.loads(event.data)["type"] == "final":
                     return session_id
     raise AssertionError(f"the session for {topic!r} ended without a lesson")
 

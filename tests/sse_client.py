@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 client over a raw socket that parses Server-Sent Events as a browser does.
+"""A small HTTP/1.1 client over a raw socket whose responses are read as Server-Sent Events.
 
 Raw, so a test controls everything a real client can do: read some events and hang up, stop
 reading altogether, send Last-Event-ID, and see the exact bytes of every frame.
@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import ujson
+
+from client import sse
 
 DEFAULT_TIMEOUT = 15.0
 # Every connection opened, so a fixture can close what a test left open before its loop goes away.
 OPEN_CONNECTIONS: list[SSEConnection] = []
 
 
-@dataclass
-class SSEEvent:
-    """One dispatched event: what EventSource's onmessage would see, plus the raw fields."""
-
-    data: str
-    id: str | None = None
-    event: str | None = None
+class SSEEvent(sse.SSEEvent):
+    """One dispatched event, with its data read as the service's JSON event."""
 
     @property
     def json(self) -> dict[str, Any]:
@@ -35,59 +31,6 @@ class SSEEvent:
         return self.json["type"]
 
 
-@dataclass
-class SSEParser:
-    """The event stream interpretation from the HTML standard, fed bytes as they arrive."""
-
-    buffer: str = ""
-    data_lines: list[str] = field(default_factory=list)
-    event_id: str | None = None
-    event_name: str | None = None
-    retry: int | None = None
-    comments: list[str] = field(default_factory=list)
-    ids_seen: list[str | None] = field(default_factory=list)
-
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        self.buffer += chunk.decode("utf-8")
-        events: list[SSEEvent] = []
-        while True:
-            cut = min((i for i in (self.buffer.find("\r"), self.buffer.find("\n")) if i >= 0), default=-1)
-            if cut < 0:
-                return events
-            line = self.buffer[:cut]
-            step = 2 if self.buffer[cut : cut + 2] == "\r\n" else 1
-            if self.buffer[cut] == "\r" and cut + 1 == len(self.buffer):
-                return events  # a lone CR at the end may be half of CRLF: wait for more
-            self.buffer = self.buffer[cut + step :]
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
-
-    def _line(self, line: str) -> SSEEvent | None:
-        if line == "":
-            if not self.data_lines:
-                self.event_name = None
-                return None
-            event = SSEEvent("\n".join(self.data_lines), self.event_id, self.event_name)
-            self.data_lines, self.event_name = [], None
-            return event
-        if line.startswith(":"):
-            self.comments.append(line[1:].strip())
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self.data_lines.append(value)
-        elif name == "id":
-            self.event_id = value
-            self.ids_seen.append(value)
-        elif name == "event":
-            self.event_name = value
-        elif name == "retry" and value.isdigit():
-            self.retry = int(value)
-        return None
-
-
 class SSEConnection:
     """One HTTP request whose response is read as an event stream (or as a plain body)."""
 
@@ -95,7 +38,7 @@ class SSEConnection:
         self.reader, self.writer = reader, writer
         self.status = 0
         self.headers: dict[str, str] = {}
-        self.parser = SSEParser()
+        self.parser = sse.SSEParser(keep_comments=True)
         self.events: list[SSEEvent] = []
         self._pending: list[SSEEvent] = []
         self._chunked = False
@@ -136,10 +79,13 @@ class SSEConnection:
                 if chunk is None:
                     self._ended = True
                     continue
-                self._pending.extend(self.parser.feed(chunk))
+                self._feed(chunk)
         event = self._pending.pop(0)
         self.events.append(event)
         return event
+
+    def _feed(self, chunk: bytes) -> None:
+        self._pending.extend(SSEEvent(e.data, e.id, e.event) for e in self.parser.feed(chunk))
 
     async def _next_chunk(self) -> bytes | None:
         try:
@@ -162,7 +108,7 @@ class SSEConnection:
                 chunk = await self._next_chunk()
                 if chunk is None:
                     raise AssertionError(f"stream ended before the comment {text!r}")
-                self._pending.extend(self.parser.feed(chunk))
+                self._feed(chunk)
 
     async def read_all(self, timeout: float = DEFAULT_TIMEOUT) -> list[SSEEvent]:
         """Every event until the server ends the stream, within one overall deadline."""

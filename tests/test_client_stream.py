@@ -1,4 +1,4 @@
-"""client/stream.py: the SSE parser by the HTML standard's rules, and resuming with a bounded backoff."""
+"""client/stream.py: following a session's stream, resuming after each drop with a bounded backoff."""
 
 from __future__ import annotations
 
@@ -8,64 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from client.stream import SessionStream, SSEMessage, SSEParser, StreamError
-
-
-def parse(*pieces: str) -> list[SSEMessage]:
-    parser = SSEParser()
-    return [message for piece in pieces for message in parser.feed(piece)]
-
-
-def test_data_lines_are_joined_with_newlines_and_one_leading_space_is_dropped():
-    assert parse("data: one\ndata:two\ndata:  three\ndata\n\n") == [SSEMessage("one\ntwo\n three\n")]
-
-
-@pytest.mark.parametrize("newline", ["\n", "\r", "\r\n"])
-def test_every_kind_of_line_ending_ends_a_line(newline):
-    text = f"id: 7{newline}data: x{newline}{newline}"
-    assert parse(text) == [SSEMessage("x", "7")]
-
-
-def test_a_crlf_split_across_two_pieces_is_one_line_end():
-    assert parse("data: x\r", "\n\r", "\ndata: y\n\n") == [SSEMessage("x"), SSEMessage("y")]
-
-
-def test_an_event_ending_in_a_lone_cr_is_dispatched_without_waiting_for_more():
-    parser = SSEParser()
-    assert parser.feed("data: x\r\r") == [SSEMessage("x")]
-    assert parser.feed("\ndata: y\r\r") == [SSEMessage("y")]  # that LF finished a CRLF: no blank line
-
-
-def test_comments_blank_events_and_unknown_fields_dispatch_nothing():
-    assert parse(": heartbeat\n\nfoo: bar\n\nevent: ping\n\n") == []
-
-
-def test_an_event_carries_only_its_own_id_while_the_last_id_is_remembered():
-    parser = SSEParser()
-    messages = parser.feed("id: 4\ndata: a\n\ndata: b\n\n")
-    assert [m.id for m in messages] == ["4", None]
-    assert parser.last_id == "4"
-
-
-def test_retry_takes_only_digits_and_an_id_with_nul_is_ignored():
-    parser = SSEParser()
-    parser.feed("retry: 250\n\nretry: 9x\n\nid: 1\0\n\n")
-    assert parser.retry_ms == 250 and parser.last_id is None
-
-
-def test_a_byte_order_mark_at_the_start_is_skipped_and_event_names_are_kept():
-    assert parse("\ufeffevent: note\ndata: x\n\n") == [SSEMessage("x", None, "note")]
-
-
-def test_a_half_received_event_is_dropped_when_the_connection_ends():
-    parser = SSEParser()
-    assert parser.feed("id: 1\ndata: whole\n\nid: 2\ndata: half") == [SSEMessage("whole", "1")]
-    parser.reset_connection()
-    assert parser.feed("\n\n") == []
-    assert parser.last_id == "2"  # as the standard has it; the stream below resumes from what it handed on
-
-
-# -- following a session across dropped connections ---------------------------------------------
+from client.stream import SessionStream, StreamError
 
 
 def frame(event_id: int | None, kind: str, **data: Any) -> str:

@@ -15,20 +15,16 @@ import pytest
 import requests
 import ujson
 
+from client.sse import parse
 from tests.server_process import PROJECT, ServerProcess
 
 TIMEOUT = 30
 
 
 def sse(response: requests.Response) -> Iterator[tuple[int | None, dict]]:
-    """(id, event) pairs from a streamed response, parsed from its `id:` and `data:` lines."""
-    event_id = None
-    for line in response.iter_lines():
-        if line.startswith(b"id: "):
-            event_id = int(line[4:])
-        elif line.startswith(b"data: "):
-            yield event_id, ujson.loads(line[6:])
-            event_id = None
+    """(id, event) pairs from a streamed response; the id is None on an event that carried none."""
+    for event in parse(response.iter_content(chunk_size=None)):
+        yield (None if event.id is None else int(event.id)), ujson.loads(event.data)
 
 
 def create(server: ServerProcess, topic: str = "photosynthesis") -> str:

@@ -11,6 +11,7 @@ import pytest
 import requests
 import ujson
 
+from client.sse import parse
 from conf.settings import Settings
 from tests.contract_examples import CONTRACT, CONTRACT_PYTHON_EXAMPLE
 from tests.server_process import PROJECT, ServerProcess
@@ -58,16 +59,15 @@ def test_the_contract_curl_examples_work(server):
     )
     session_id = ujson.loads(created)["id"]
     stream = curl("-X", "POST", f"{server.url}/api/sessions/{session_id}/run")
-    data = [ujson.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: ")]
+    data = [ujson.loads(event.data) for event in parse([stream.encode()])]
     assert data[0]["type"] == "connected" and data[-1]["type"] == "final"
     result = ujson.loads(curl(f"{server.url}/api/sessions/{session_id}/result"))
     assert result == data[-1]["data"]["result"]
 
 
 def read_events(response: requests.Response):
-    for line in response.iter_lines():
-        if line.startswith(b"data: "):
-            yield ujson.loads(line[6:])
+    for event in parse(response.iter_content(chunk_size=None)):
+        yield ujson.loads(event.data)
 
 
 def start_watching_a_run(server: ServerProcess):
