@@ -6,15 +6,19 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 import unicodedata
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from core.errors import ContentError
 from workflow.lesson.model import (
     LessonContent,
     Outline,
@@ -23,13 +27,16 @@ from workflow.lesson.model import (
     analysis_from_dict,
     to_dict,
 )
-from workflow.providers.builtin_content import (
+from workflow.providers.builtin import BuiltinProvider, loader
+from workflow.providers.builtin import compose as composition  # `compose` is this file's lesson helper
+from workflow.providers.builtin.compose import (
     CATEGORIES,
     analyze_topic,
     create_content,
     generate_outline,
     write_summary,
 )
+from workflow.providers.builtin.loader import load_texts, shipped_texts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +111,7 @@ def test_lesson_is_identical_across_processes_whatever_the_hash_seed():
         f"""
         import hashlib, json
         from workflow.lesson.model import to_dict
-        from workflow.providers import builtin_content as bc
+        from workflow.providers.builtin import compose as bc
 
         def lesson(topic):
             a = bc.analyze_topic(topic)
@@ -396,3 +403,277 @@ def test_a_checkpointed_analysis_gives_the_same_lesson():
     assert generate_outline(restored) == generate_outline(analysis)
     outline = generate_outline(analysis)
     assert create_content(restored, outline) == create_content(analysis, outline)
+
+
+# --------------------------------------------------------------------------------------------------
+# The text files: every variant rendered, and the loader's checks
+# --------------------------------------------------------------------------------------------------
+
+SHIPPED_TEXT = REPO_ROOT / "workflow" / "providers" / "builtin" / "text"
+# One topic per category; one of them above introductory level, so the level prerequisite is used too.
+CATEGORY_TOPICS = {
+    "skill": "knitting",
+    "mathematics": "advanced calculus",
+    "technology": "machine learning",
+    "science": "photosynthesis",
+    "health": "sleep hygiene",
+    "history": "the French Revolution",
+    "society": "inflation",
+    "arts": "haiku poetry",
+    "concept": "love",
+}
+
+
+class TurningDice:
+    """Dice that take the `turn`-th option of everything, so turns 0, 1, 2… reach every variant."""
+
+    def __init__(self, turn: int) -> None:
+        self.turn = turn
+
+    def pick(self, options: Sequence[Any], purpose: str) -> Any:
+        return options[self.turn % len(options)]
+
+    def shuffled(self, items: Sequence[Any], purpose: str) -> list[Any]:
+        return [items[(self.turn + i) % len(items)] for i in range(len(items))]
+
+    def sample(self, items: Sequence[Any], count: int, purpose: str) -> list[Any]:
+        return self.shuffled(items, purpose)[:count]
+
+
+def shipped_variants() -> list[str]:
+    """Every string of the shipped files but the keywords, its whitespace collapsed as the loader does."""
+    found = []
+    for path in sorted(SHIPPED_TEXT.rglob("*.toml")):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data.pop("keywords", None)
+        found += [" ".join(text.split()) for text in texts(data)]
+    return found
+
+
+def assert_reads_well(
+    analysis: TopicAnalysis, outline: Outline, content: LessonContent, summary: str
+) -> None:
+    """What a typo in any one variant would break: placeholders left over, stray spaces, lost full stops."""
+    for text in texts([to_dict(analysis), to_dict(outline), to_dict(content), summary]):
+        assert "{" not in text and "}" not in text and "  " not in text and text == text.strip(), text
+    paragraphs = [
+        paragraph for explanation in content.explanations for paragraph in explanation.split("\n\n")
+    ]
+    sentences = [
+        *analysis.objectives,
+        *(term.definition for term in analysis.key_terms),
+        *paragraphs,
+        summary,
+    ]
+    sentences += [text for m in content.misconceptions for text in (m.claim, m.correction)]
+    sentences += [question.explanation for question in content.quiz]
+    for sentence in sentences:
+        starts_a_sentence = sentence.lstrip("*")[:1].isupper()  # a paragraph may open in **bold**
+        assert starts_a_sentence and sentence.endswith(".") and "\n" not in sentence, sentence
+    assert all(question.question.endswith("?") for question in content.quiz)
+    assert sentence_count(summary) == 3  # an opening, a takeaway and a closing
+
+
+def test_every_variant_of_every_shipped_template_is_rendered(monkeypatch):
+    filled: set[str] = set()
+    real_fill = composition.fill
+
+    def recording_fill(template: str, values: Mapping[str, str]) -> str:
+        filled.add(template)
+        return real_fill(template, values)
+
+    monkeypatch.setattr(composition, "fill", recording_fill)
+    variants = shipped_variants()
+    shown_as_written: set[str] = set()  # titles and term names go into the lesson without being filled
+    foreign = Outline(
+        [OutlineSection("Field Notes", ["a first point", "a second point"]), OutlineSection("Aside", [])]
+    )
+    for turn in range(10):
+        monkeypatch.setattr(composition, "Dice", lambda key, turn=turn: TurningDice(turn))
+        for category, topic in CATEGORY_TOPICS.items():
+            analysis, outline, content, summary = compose(topic)
+            assert analysis.category == category
+            assert_reads_well(analysis, outline, content, summary)
+            assert_reads_well(analysis, foreign, create_content(analysis, foreign), summary)
+            shown_as_written.update(section.title for section in outline.sections)
+            shown_as_written.update(term.term for term in analysis.key_terms[1:])
+        if set(variants) <= filled | shown_as_written:
+            break
+    never_rendered = set(variants) - filled - shown_as_written
+    assert not never_rendered, never_rendered
+    assert len(list(SHIPPED_TEXT.rglob("*.toml"))) == 1 + len(CATEGORIES)  # every file was read
+
+
+@pytest.fixture
+def text_folder(tmp_path: Path) -> Path:
+    """A copy of the shipped texts, for a test to break one file of."""
+    folder = tmp_path / "text"
+    shutil.copytree(SHIPPED_TEXT, folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "key", "problem"),
+    [
+        pytest.param(
+            "categories/skill.toml",
+            'keywords = ["knit"]\n[framing]\nkind = "a {sujet} skill"\n',
+            "framing.kind",
+            "uses {sujet}; it can use {subject}, {title}",
+            id="unknown placeholder",
+        ),
+        pytest.param(
+            "shared.toml",
+            '[analysis]\ntopic_term = "The subject {kind"\n',
+            "analysis.topic_term",
+            "has a brace that opens or closes no placeholder",
+            id="unclosed brace",
+        ),
+        pytest.param(
+            "shared.toml",
+            '[analysis]\ntopic_term = "Item {0} of {kind!r}"\n',
+            "analysis.topic_term",
+            "has a malformed placeholder {0}",
+            id="numbered placeholder",
+        ),
+        pytest.param(
+            "shared.toml",
+            '[analysis]\ntopic_term = "The subject."\n',
+            "analysis.level_prerequisite",
+            "is missing",
+            id="missing key",
+        ),
+        pytest.param(
+            "shared.toml",
+            '[analysis]\ntopic_term = "T."\nlevel_prerequisite = "P."\nlevel_prerequsite = "Q."\n',
+            "analysis.level_prerequsite",
+            "is not a key the builtin provider reads here",
+            id="misspelt key",
+        ),
+        pytest.param(
+            "categories/skill.toml",
+            'keywords = "knit, sew"\n',
+            "keywords",
+            "should be a list, not a string",
+            id="string for a list",
+        ),
+        pytest.param(
+            "categories/skill.toml",
+            'keywords = ["knit", 3]\n',
+            "keywords[2]",
+            "should be a string, not a number",
+            id="number in a list of strings",
+        ),
+        pytest.param(
+            "categories/skill.toml",
+            'keywords = ["Knit"]\n',
+            "keywords[1]",
+            "should be lower case",
+            id="upper-case keyword",
+        ),
+        pytest.param(
+            "shared.toml",
+            '[analysis]\ntopic_term = "T."\nlevel_prerequisite = "P."\n[intro]\ntitles = []\n',
+            "intro.titles",
+            "is empty; it needs at least 1",
+            id="empty variant list",
+        ),
+        pytest.param(
+            "shared.toml",
+            '[analysis]\ntopic_term = "T."\nlevel_prerequisite = "  \\n "\n',
+            "analysis.level_prerequisite",
+            "is empty",
+            id="blank template",
+        ),
+        pytest.param(
+            "shared.toml",
+            '[analysis]\ntopic_term = "T."\nlevel_prerequisite = "P."\n[intro]\ntitles = ["On {subject}"]\n',
+            "intro.titles[1]",
+            "is shown as written, so it cannot have braces",
+            id="placeholder in a title",
+        ),
+    ],
+)
+def test_a_small_broken_file_is_rejected_naming_the_file_and_the_key(text_folder, file, text, key, problem):
+    (text_folder / file).write_text(text, encoding="utf-8")
+    with pytest.raises(ContentError) as caught:
+        load_texts(text_folder)
+    assert str(caught.value).startswith(f"{text_folder / file}: {key} {problem}")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "problem"),
+    [
+        pytest.param(
+            '    "Watching experts closely without attempting it yourself yet",\n',
+            "",
+            "quiz[1].distractors",
+            "has 2 item(s); it needs exactly 3",
+            id="a distractor short",
+        ),
+        pytest.param(
+            'titles = ["Fundamentals", "The Foundations"]',
+            'titles = ["Fundamentals", "Overview"]',
+            "sections[1].titles",
+            "repeats the title “Overview” of another section",
+            id="a title the intro has",
+        ),
+        pytest.param(
+            "Plateaus are normal and usually give way when the practice itself is changed.",
+            "Plateaus are {normal}.",
+            "quiz[4].explanation",
+            "uses {normal}",
+            id="a placeholder deep in the file",
+        ),
+    ],
+)
+def test_a_broken_line_in_a_full_file_is_rejected_naming_the_file_and_the_key(
+    text_folder, old, new, key, problem
+):
+    path = text_folder / "categories" / "skill.toml"
+    shipped = path.read_text(encoding="utf-8")
+    assert shipped.count(old) == 1
+    path.write_text(shipped.replace(old, new), encoding="utf-8")
+    with pytest.raises(ContentError) as caught:
+        load_texts(text_folder)
+    assert str(caught.value).startswith(f"{path}: {key} {problem}")
+
+
+def test_a_file_that_is_not_toml_is_rejected_naming_the_file_and_the_line(text_folder):
+    path = text_folder / "categories" / "arts.toml"
+    path.write_text('keywords = ["paint"]\n[framing\n', encoding="utf-8")
+    with pytest.raises(ContentError, match=re.escape(f"{path} is not valid TOML") + ".*at line 2"):
+        load_texts(text_folder)
+
+
+def test_a_missing_category_file_is_rejected_naming_it(text_folder):
+    path = text_folder / "categories" / "history.toml"
+    path.unlink()
+    with pytest.raises(ContentError, match=re.escape(f"cannot read the builtin provider's text file {path}")):
+        load_texts(text_folder)
+
+
+def test_a_file_for_no_category_is_rejected_rather_than_ignored(text_folder):
+    path = text_folder / "categories" / "sports.toml"
+    path.write_text("keywords = []\n", encoding="utf-8")
+    with pytest.raises(ContentError, match=re.escape(f"{path} is not a category; the categories are skill,")):
+        load_texts(text_folder)
+
+
+def test_constructing_the_provider_reads_and_checks_the_texts(text_folder, monkeypatch):
+    (text_folder / "shared.toml").write_text('[analysis]\ntopic_term = "{nope}"\n', encoding="utf-8")
+    monkeypatch.setattr(loader, "TEXT_FOLDER", text_folder)
+    shipped_texts.cache_clear()
+    try:
+        with pytest.raises(ContentError, match=re.escape("shared.toml: analysis.topic_term uses {nope}")):
+            BuiltinProvider()
+    finally:
+        shipped_texts.cache_clear()  # the next test reads the shipped texts again
+
+
+def test_the_texts_are_read_once_however_many_providers_are_made():
+    BuiltinProvider()
+    reads = shipped_texts.cache_info().misses
+    for _ in range(3):
+        BuiltinProvider()
+    assert shipped_texts.cache_info().misses == reads

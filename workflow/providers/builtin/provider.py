@@ -7,8 +7,9 @@ import re
 
 from workflow.lesson import text as lesson_text
 from workflow.lesson.model import LessonContent, Outline, TopicAnalysis
-from workflow.providers import builtin_content
 from workflow.providers.base import LessonProvider, TextSink
+from workflow.providers.builtin import compose
+from workflow.providers.builtin.loader import shipped_texts
 
 # At pace 0 text still goes out in pieces of about this many characters, so a client sees it
 # arrive step by step and the IOLoop gets a turn between pieces.
@@ -34,6 +35,9 @@ class BuiltinProvider(LessonProvider):
     name = "builtin"
 
     def __init__(self, pace: float = 0.0) -> None:
+        # Reading (and checking) the texts here makes a broken text file stop the service at start,
+        # with a ContentError naming file and key, rather than fail the first lesson.
+        shipped_texts()
         self.pace = pace  # characters per second; 0 = as fast as possible
 
     async def _stream(self, text: str, sink: TextSink) -> None:
@@ -44,25 +48,25 @@ class BuiltinProvider(LessonProvider):
             await asyncio.sleep(len(chunk) / self.pace if self.pace > 0 else 0)
 
     async def analyze_topic(self, topic: str, sink: TextSink) -> TopicAnalysis:
-        analysis = builtin_content.analyze_topic(topic)
+        analysis = compose.analyze_topic(topic)
         await self._stream(lesson_text.analysis_text(analysis), sink)
         return analysis
 
     async def generate_outline(self, analysis: TopicAnalysis, sink: TextSink) -> Outline:
-        outline = builtin_content.generate_outline(analysis)
+        outline = compose.generate_outline(analysis)
         await self._stream(lesson_text.outline_text(outline), sink)
         return outline
 
     async def create_content(
         self, analysis: TopicAnalysis, outline: Outline, sink: TextSink
     ) -> LessonContent:
-        content = builtin_content.create_content(analysis, outline)
+        content = compose.create_content(analysis, outline)
         await self._stream(lesson_text.content_text(outline, content), sink)
         return content
 
     async def write_summary(
         self, analysis: TopicAnalysis, outline: Outline, content: LessonContent, sink: TextSink
     ) -> str:
-        summary = builtin_content.write_summary(analysis, outline, content)
+        summary = compose.write_summary(analysis, outline, content)
         await self._stream(summary, sink)
         return summary
