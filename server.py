@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from tornado.ioloop import PeriodicCallback
 from conf.logging_setup import setup_logging
 from conf.settings import Settings, load_settings
 from core.context import request_id_var
-from core.errors import PromptError, SettingsError, StoreUnavailable
+from core.errors import ConfigError, SettingsError, StoreUnavailable
 from handlers.base import NotFoundHandler
 from handlers.health import HealthHandler
 from handlers.images import ImageHandler
@@ -27,12 +28,12 @@ from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, Sess
 from handlers.stream import OpenStreams, RunHandler
 from store import MemoryStore, SessionStore
 from store.sqlite import SQLiteStore
-from workflow.engine import Engine, EngineOptions
+from workflow.engine import Engine
 from workflow.providers.base import LessonProvider
 from workflow.providers.builtin import BuiltinProvider
 from workflow.providers.images import DiagramImages, ImageProvider, ModelImages
 from workflow.providers.llm import OpenAICompatibleProvider
-from workflow.providers.openai_client import LLMConfig, make_client
+from workflow.providers.openai_client import make_client
 from workflow.providers.prompts import Prompts
 
 log = logging.getLogger("orchestrator")
@@ -62,50 +63,18 @@ async def open_store(settings: Settings) -> SessionStore:
     return await SQLiteStore.open(settings.database, commit_window=settings.commit_window)
 
 
-def engine_options(settings: Settings) -> EngineOptions:
-    return EngineOptions(
-        step_timeout=settings.step_timeout,
-        subscriber_buffer=settings.subscriber_buffer,
-        retention=settings.retention,
-        max_sessions=settings.max_sessions,
-        retries=settings.retries,
-        retry_initial_delay=settings.retry_initial_delay,
-        retry_max_delay=settings.retry_max_delay,
-        optional_steps=settings.optional_step_names,
-        token_budget=settings.token_budget,
-        prompt_price=settings.llm_prompt_price,
-        completion_price=settings.llm_completion_price,
-    )
-
-
-def llm_config(settings: Settings) -> LLMConfig:
-    return LLMConfig(
-        base_url=settings.llm_base_url,
-        model=settings.llm_model,
-        api_key=settings.llm_api_key,
-        temperature=settings.llm_temperature,
-        max_tokens=settings.llm_max_tokens,
-        step_options=settings.step_options,
-        json_mode=settings.llm_json_mode,
-        idle_timeout=settings.llm_idle_timeout,
-        total_timeout=settings.step_timeout,
-        image_model=settings.image_model,
-        image_size=settings.image_size,
-    )
-
-
 def make_engine(settings: Settings, store: SessionStore) -> Engine:
-    """The engine with the configured providers; raises PromptError if a prompt file is unusable."""
+    """The engine with the configured providers; raises ConfigError if a prompt or text file is unusable."""
     provider: LessonProvider = BuiltinProvider(pace=settings.pace)
     images: ImageProvider = DiagramImages()
     if settings.provider == "openai" or settings.image_provider == "openai":
-        config, prompts = llm_config(settings), Prompts.load(settings.prompts_path)
+        config, prompts = settings.llm_config(), Prompts.load(settings.prompts_path)
         client = make_client(config)
         if settings.provider == "openai":
             provider = OpenAICompatibleProvider(config, prompts, client)
         if settings.image_provider == "openai":
             images = ModelImages(config, prompts, client)
-    return Engine(store, provider, engine_options(settings), images)
+    return Engine(store, provider, settings.engine_options(), images)
 
 
 def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
@@ -133,9 +102,13 @@ def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
     )
 
 
-async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> None:
-    """Serve until `shutdown` is set, then drain: stop accepting, finish or interrupt runs, close streams."""
-    # Resume first: a client reconnecting the moment the port opens finds its session running.
+async def serve(
+    settings: Settings, engine: Engine, sockets: list[socket.socket], shutdown: asyncio.Event
+) -> None:
+    """Serve on the bound sockets until `shutdown` is set, then drain: stop accepting, finish or
+    interrupt runs, close streams. The caller closes the store."""
+    # Resume before accepting: a client reconnecting the moment the port answers finds its
+    # session running. The port is already bound, so a start that cannot listen never gets here.
     if settings.resume_on_start:
         resumed = await engine.resume_unfinished()
         if resumed:
@@ -150,7 +123,6 @@ async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> 
         idle_connection_timeout=settings.request_timeout,
         body_timeout=settings.request_timeout,
     )
-    sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     log.info(
@@ -177,7 +149,6 @@ async def serve(settings: Settings, engine: Engine, shutdown: asyncio.Event) -> 
         log.warning("%d streams did not end in time; closing them", len(app.settings["open_streams"]))
     await server.close_all_connections()
     await engine.close_providers()
-    await engine.store.close()
     log.info("stopped")
 
 
@@ -193,6 +164,8 @@ async def _prune(engine: Engine) -> None:
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
+    """Start, serve, stop. A start that fails (settings, port, store, prompt files) says why and
+    exits before anything in the store has changed: the port is bound before the store is opened."""
     try:
         settings = load_settings(argv)
     except SettingsError as exc:
@@ -204,17 +177,27 @@ async def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, shutdown.set)
     try:
-        store = await open_store(settings)
-    except StoreUnavailable as exc:
-        print(f"server.py: {exc}", file=sys.stderr)
+        sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+    except OSError as exc:
+        print(f"server.py: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
         return 1
     try:
-        engine = make_engine(settings, store)
-    except PromptError as exc:
-        await store.close()
-        print(f"server.py: {exc}", file=sys.stderr)
-        return 2
-    await serve(settings, engine, shutdown)
+        try:
+            store = await open_store(settings)
+        except StoreUnavailable as exc:
+            print(f"server.py: {exc}", file=sys.stderr)
+            return 1
+        try:
+            engine = make_engine(settings, store)
+            await serve(settings, engine, sockets, shutdown)
+        except ConfigError as exc:
+            print(f"server.py: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await store.close()
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
 
 

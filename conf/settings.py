@@ -12,6 +12,9 @@ from typing import Any
 
 from core.errors import SettingsError
 from core.models import STEP_NAMES
+from workflow.engine.options import EngineOptions
+from workflow.providers.openai_client import LLMConfig
+from workflow.steps.sink import UsagePolicy
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -206,6 +209,39 @@ class Settings:
     @property
     def allowed_origins(self) -> tuple[str, ...]:
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(
+            step_timeout=self.step_timeout,
+            subscriber_buffer=self.subscriber_buffer,
+            retention=self.retention,
+            max_sessions=self.max_sessions,
+            max_topic_length=self.max_topic_length,
+            retries=self.retries,
+            retry_initial_delay=self.retry_initial_delay,
+            retry_max_delay=self.retry_max_delay,
+            optional_steps=self.optional_step_names,
+            usage=UsagePolicy(
+                token_budget=self.token_budget,
+                prompt_price=self.llm_prompt_price,
+                completion_price=self.llm_completion_price,
+            ),
+        )
+
+    def llm_config(self) -> LLMConfig:
+        return LLMConfig(
+            base_url=self.llm_base_url,
+            model=self.llm_model,
+            api_key=self.llm_api_key,
+            temperature=self.llm_temperature,
+            max_tokens=self.llm_max_tokens,
+            step_options=self.step_options,
+            json_mode=self.llm_json_mode,
+            idle_timeout=self.llm_idle_timeout,
+            total_timeout=self.step_timeout,
+            image_model=self.image_model,
+            image_size=self.image_size,
+        )
 
 
 def _fields() -> list[dataclasses.Field[Any]]:

@@ -1,4 +1,4 @@
-"""SSE events: the types, and each event encoded once into the frame every subscriber is sent."""
+"""SSE events: the types, and each event encoded once into the payload and frame every reader gets."""
 
 from __future__ import annotations
 
@@ -25,45 +25,39 @@ def dumps(value: Any) -> str:
     return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
 
 
+def sse_frame(event_id: int | None, payload: bytes) -> bytes:
+    """The one place the SSE frame is written. ujson never emits a raw newline: one data line."""
+    if event_id is None:
+        return b"data: %s\n\n" % payload
+    return b"id: %d\ndata: %s\n\n" % (event_id, payload)
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event as clients see it. `id` is None only for `connected`, which belongs to one connection."""
+    """One event of a session's log as it travels: its JSON payload encoded once, and its frame.
+
+    `id` is None only for `connected`, which belongs to one connection. A store keeps `payload`
+    and `type`; an event read back is rebuilt with `stored`, byte for byte, without decoding.
+    """
 
     id: int | None
     type: str
     session_id: str
-    data: dict[str, Any]
-    timestamp: str
-    step_id: str | None = None
-    frame: bytes = b""
+    payload: bytes
+    frame: bytes
 
     @property
     def terminal(self) -> bool:
         return self.type in TERMINAL_TYPES
 
-    def to_json(self) -> dict[str, Any]:
-        # Key order follows the contract's examples.
-        payload: dict[str, Any] = {"type": self.type, "session_id": self.session_id}
-        if self.step_id:
-            payload["step_id"] = self.step_id
-        payload["data"] = self.data
-        payload["timestamp"] = self.timestamp
-        return payload
+    def json(self) -> dict[str, Any]:
+        """The payload decoded: for readers that need a field, never on the path to a socket."""
+        decoded: dict[str, Any] = ujson.loads(self.payload)
+        return decoded
 
-
-def frame_payload(event: Event) -> bytes:
-    """The JSON text of a logged event's frame: what a store keeps to rebuild the frame exactly."""
-    return event.frame[event.frame.index(b"data: ") + 6 : -2]
-
-
-def event_from_payload(event_id: int, payload: bytes) -> Event:
-    """Rebuild a stored event; its frame is byte for byte the one first sent."""
-    body = ujson.loads(payload)
-    event = Event(
-        event_id, body["type"], body["session_id"], body["data"], body["timestamp"], body.get("step_id")
-    )
-    object.__setattr__(event, "frame", b"id: %d\ndata: %s\n\n" % (event_id, payload))
-    return event
+    @classmethod
+    def stored(cls, event_id: int, event_type: str, session_id: str, payload: bytes) -> Event:
+        return cls(event_id, event_type, session_id, payload, sse_frame(event_id, payload))
 
 
 def make_event(
@@ -74,9 +68,11 @@ def make_event(
     step_id: str | None = None,
     timestamp: str | None = None,
 ) -> Event:
-    """Build an event and encode its SSE frame once; ujson never emits a raw newline, so one data line."""
-    event = Event(event_id, event_type, session_id, data, timestamp or rfc3339(utcnow()), step_id)
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    frame = f"{head}data: {dumps(event.to_json())}\n\n".encode()
-    object.__setattr__(event, "frame", frame)
-    return event
+    """Build an event, encoding its payload and frame once. Key order follows the contract's examples."""
+    body: dict[str, Any] = {"type": event_type, "session_id": session_id}
+    if step_id:
+        body["step_id"] = step_id
+    body["data"] = data
+    body["timestamp"] = timestamp or rfc3339(utcnow())
+    payload = dumps(body).encode()
+    return Event(event_id, event_type, session_id, payload, sse_frame(event_id, payload))

@@ -24,6 +24,14 @@ class SessionStatus(StrEnum):
         return self in (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED)
 
 
+class StopReason(StrEnum):
+    """Why a run was stopped before its pipeline ended; it decides what is recorded."""
+
+    CANCELLED = "cancelled"  # a client asked: recorded, with a terminal `error` event
+    INTERRUPTED = "interrupted"  # the process is stopping: recorded, no terminal event, resumed later
+    DELETED = "deleted"  # the session is being deleted: nothing is recorded
+
+
 class StepStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"

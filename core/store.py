@@ -28,19 +28,25 @@ class SessionStore(ABC):
     Every method is a coroutine so that an implementation backed by a database does its work off
     the IOLoop; each write has been committed by the time its coroutine returns. A failure to
     read or write raises StoreUnavailable.
+
+    Only `create` makes a session. Every later write (`update`, `append_events`, `put_image`)
+    raises SessionNotFound once the session has been deleted, so nothing in flight can bring a
+    deleted session back; deleting a session deletes its events and images with it.
     """
 
     kind: str = "abstract"
 
     @abstractmethod
-    async def create(self, session: Session) -> None: ...
+    async def create(self, session: Session) -> None:
+        """Store a new session; its id must not be taken."""
 
     @abstractmethod
     async def get(self, session_id: str) -> Session | None:
         """The session as last saved, with `last_event_id` taken from its event log."""
 
     @abstractmethod
-    async def save(self, session: Session) -> None: ...
+    async def update(self, session: Session) -> None:
+        """Replace the stored session's state; SessionNotFound if it is gone."""
 
     @abstractmethod
     async def delete(self, session_id: str) -> bool:
@@ -64,9 +70,9 @@ class SessionStore(ABC):
     def append_events(
         self, session_id: str, events: Sequence[Event], session: Session | None = None
     ) -> asyncio.Future[None]:
-        """Queue events for the log now, with `session` saved in the same commit if given, so state
-        and event agree. The future completes once they are committed; writes complete in the
-        order they were made."""
+        """Queue events for the log now, with `session` updated in the same commit if given, so
+        state and event agree. The future completes once they are committed (SessionNotFound if
+        the session is gone); writes complete in the order they were made."""
 
     @abstractmethod
     async def events_after(self, session_id: str, after_id: int) -> list[Event]:

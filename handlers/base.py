@@ -16,6 +16,7 @@ from core.errors import (
     InvalidInput,
     NotFound,
     OrchestratorError,
+    PayloadTooLarge,
     ResultNotReady,
     SessionConflict,
     Unavailable,
@@ -25,8 +26,10 @@ from workflow.engine import Engine
 
 log = logging.getLogger("orchestrator.http")
 
+# The one mapping from the error tree to HTTP status; the most specific class wins.
 ERROR_STATUS: dict[type[OrchestratorError], int] = {
     InvalidInput: 400,
+    PayloadTooLarge: 413,
     ResultNotReady: 400,
     NotFound: 404,
     SessionConflict: 409,
@@ -39,15 +42,8 @@ CORS_EXPOSE = "Link"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-class APIError(tornado.web.HTTPError):
-    """An HTTP error whose message is shown to the client as it is."""
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(status_code, reason=None)
-        self.message = message
-
-
 def status_for(exc: BaseException) -> int | None:
+    """The HTTP status for an error the service raised on purpose; None for anything else."""
     for cls in type(exc).__mro__:
         if cls in ERROR_STATUS:
             return ERROR_STATUS[cls]
@@ -89,25 +85,25 @@ class BaseHandler(tornado.web.RequestHandler):
         self._body += chunk
         if len(self._body) > self.config.max_body_size:
             self._body = bytearray()
-            self.send_error(exc_info=(APIError, self._too_large(), None))
+            self.send_error(exc_info=(PayloadTooLarge, self._too_large(), None))
 
-    def _too_large(self) -> APIError:
-        return APIError(413, f"request body is larger than {self.config.max_body_size} bytes")
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body is larger than {self.config.max_body_size} bytes")
 
     def json_body(self) -> dict[str, Any]:
         """The body as a JSON object, or a 400 that says what is wrong with it."""
         try:
             text = bytes(self._body).decode("utf-8")
         except UnicodeDecodeError:
-            raise APIError(400, "request body is not valid UTF-8") from None
+            raise InvalidInput("request body is not valid UTF-8") from None
         if not text.strip():
-            raise APIError(400, "request body is empty; send a JSON object")
+            raise InvalidInput("request body is empty; send a JSON object")
         try:
             value = ujson.loads(text)
         except ValueError as exc:
-            raise APIError(400, f"request body is not valid JSON: {exc}") from None
+            raise InvalidInput(f"request body is not valid JSON: {exc}") from None
         if not isinstance(value, dict):
-            raise APIError(400, "request body must be a JSON object")
+            raise InvalidInput("request body must be a JSON object")
         return value
 
     def int_argument(self, name: str, default: int, minimum: int, maximum: int) -> int:
@@ -117,9 +113,9 @@ class BaseHandler(tornado.web.RequestHandler):
         try:
             value = int(raw)
         except ValueError:
-            raise APIError(400, f"{name} must be an integer") from None
+            raise InvalidInput(f"{name} must be an integer") from None
         if not minimum <= value <= maximum:
-            raise APIError(400, f"{name} must be between {minimum} and {maximum}")
+            raise InvalidInput(f"{name} must be between {minimum} and {maximum}")
         return value
 
     # -- response --------------------------------------------------------------------------------
@@ -152,15 +148,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         mapped = status_for(exc) if exc is not None else None
-        if isinstance(exc, APIError):
-            mapped = exc.status_code
         super().send_error(mapped or status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, APIError):
-            message = exc.message
-        elif isinstance(exc, OrchestratorError) and status_for(exc):
+        if exc is not None and status_for(exc):
             message = str(exc)
         elif status_code >= 500:
             message = f"internal server error (request id {self.request_id or '-'})"
@@ -171,8 +163,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # Errors the service raised on purpose are answers, not incidents: no traceback.
-        if isinstance(value, APIError) or status_for(value):
-            status = value.status_code if isinstance(value, APIError) else status_for(value)
+        status = status_for(value)
+        if status:
             log.info("%s %s answered %s: %s", self.request.method, self.request.uri, status, value)
         else:
             super().log_exception(typ, value, tb)
@@ -184,4 +176,4 @@ class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
         super().prepare()
         if self.request.method != "OPTIONS":
-            raise APIError(404, f"no such endpoint: {self.request.path}")
+            raise NotFound(f"no such endpoint: {self.request.path}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from handlers.base import APIError, BaseHandler
+from core.errors import InvalidInput
+from handlers.base import BaseHandler
 
 # A plain file name: no separators, no leading dot, so no name can reach outside the session's images.
 IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.[a-z0-9]{2,5}$")
@@ -13,7 +14,7 @@ IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.[a-z0-9]{2,5}$")
 class ImageHandler(BaseHandler):
     async def get(self, session_id: str, name: str) -> None:
         if not IMAGE_NAME.match(name):
-            raise APIError(400, "invalid image name")
+            raise InvalidInput("invalid image name")
         image = await self.engine.get_image(session_id, name)
         self.set_header("Content-Type", image.content_type)
         self.set_header("X-Content-Type-Options", "nosniff")

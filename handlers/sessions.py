@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.base import APIError, BaseHandler
+from handlers.base import BaseHandler
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -11,14 +11,7 @@ MAX_PAGE = 100
 class SessionsHandler(BaseHandler):
     async def post(self) -> None:
         """Create a session for a topic; answers once it is stored, with its id."""
-        body = self.json_body()
-        topic = body.get("topic")
-        if not isinstance(topic, str) or not topic.strip():
-            raise APIError(400, "topic must be a non-blank string")
-        topic = topic.strip()
-        if len(topic) > self.config.max_topic_length:
-            raise APIError(400, f"topic must be at most {self.config.max_topic_length} characters")
-        session = await self.engine.create_session(topic)
+        session = await self.engine.create_session(self.json_body().get("topic"))
         self.set_header("Location", f"/api/sessions/{session.id}")
         self.write_json({"id": session.id}, status=201)
 

@@ -7,10 +7,10 @@ import logging
 
 from tornado.iostream import IOStream, StreamClosedError
 
+from core.errors import InvalidInput
 from core.events import CONNECTED, Event, make_event
-from handlers.base import APIError, BaseHandler
-from workflow import engine as engine_module
-from workflow.eventlog.subscription import Subscription
+from handlers.base import BaseHandler
+from workflow.eventlog import CloseReason, Subscription
 
 log = logging.getLogger("orchestrator.stream")
 
@@ -68,7 +68,7 @@ class RunHandler(BaseHandler):
         if not raw:
             return 0
         if not raw.isdigit():
-            raise APIError(400, "Last-Event-ID must be a non-negative integer")
+            raise InvalidInput("Last-Event-ID must be a non-negative integer")
         return int(raw)
 
     async def _stream(self, session_id: str, after_id: int, must_start: bool) -> None:
@@ -110,7 +110,7 @@ class RunHandler(BaseHandler):
                 continue
             batch = waiter.result()
             if not batch:
-                if subscription.closed_reason == engine_module.SHUTDOWN:
+                if subscription.closed_reason == CloseReason.SHUTDOWN:
                     await self._send(b": the server is shutting down; reconnect later\n\n")
                 return
             await self._send(b"".join(event.frame for event in batch))
@@ -142,6 +142,9 @@ class RunHandler(BaseHandler):
 
     def on_connection_close(self) -> None:
         # May fire late, or while we wait for events: stop waiting and let `finally` clean up.
+        # The base class ends a request whose body was still arriving; without it that request's
+        # task would wait for the rest of the body until the process exits.
+        super().on_connection_close()
         if self._waiter is not None:
             self._waiter.cancel()
         if self.subscription is not None:

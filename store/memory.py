@@ -9,65 +9,86 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from core.errors import SessionNotFound
 from core.events import Event
 from core.models import Session, SessionStatus
 from core.store import FINISHED, UNFINISHED, SessionStore, StoredImage
+from store.records import Row, session_from_row, session_to_row
 
 
 class MemoryStore(SessionStore):
+    """Keeps each session as the row a database would, so a reader gets its own copy and nobody
+    changes stored state without a write, exactly as with SQLite."""
+
     kind = "memory"
 
     def __init__(self) -> None:
-        self._sessions: dict[str, Session] = {}  # insertion order is creation order
+        self._rows: dict[str, Row] = {}  # insertion order is creation order
+        self._status: dict[str, SessionStatus] = {}
+        self._updated: dict[str, datetime] = {}
         self._events: dict[str, list[Event]] = {}
         self._images: dict[str, dict[str, StoredImage]] = {}
 
+    def _keep(self, session: Session) -> None:
+        self._rows[session.id] = session_to_row(session)
+        self._status[session.id] = session.status
+        self._updated[session.id] = session.updated_at
+
+    def _session(self, session_id: str) -> Session:
+        log = self._events[session_id]
+        return session_from_row(self._rows[session_id], (log[-1].id or 0) if log else 0)
+
+    def _require(self, session_id: str) -> None:
+        if session_id not in self._rows:
+            raise SessionNotFound(session_id)
+
     async def create(self, session: Session) -> None:
-        self._sessions[session.id] = session
+        if session.id in self._rows:
+            raise ValueError(f"session {session.id} exists already")
+        self._keep(session)
         self._events[session.id] = []
         self._images[session.id] = {}
 
     async def get(self, session_id: str) -> Session | None:
-        session = self._sessions.get(session_id)
-        if session is not None:
-            # As the interface says: the last event id is the log's, whatever state was saved.
-            log = self._events.get(session_id)
-            session.last_event_id = (log[-1].id or 0) if log else 0
-        return session
+        return self._session(session_id) if session_id in self._rows else None
 
-    async def save(self, session: Session) -> None:
-        # The engine mutates the very object this store holds; saving only has to keep it.
-        self._sessions[session.id] = session
+    async def update(self, session: Session) -> None:
+        self._require(session.id)
+        self._keep(session)
 
     async def delete(self, session_id: str) -> bool:
         self._events.pop(session_id, None)
         self._images.pop(session_id, None)
-        return self._sessions.pop(session_id, None) is not None
+        self._status.pop(session_id, None)
+        self._updated.pop(session_id, None)
+        return self._rows.pop(session_id, None) is not None
 
     async def newest(
         self, limit: int, status: SessionStatus | None = None, before: str | None = None
     ) -> list[Session]:
-        newest_first = list(reversed(self._sessions.values()))
+        newest_first = list(reversed(self._rows))
         if before is not None:
-            position = next((i for i, s in enumerate(newest_first) if s.id == before), len(newest_first))
+            position = newest_first.index(before) if before in self._rows else len(newest_first)
             newest_first = newest_first[position + 1 :]
-        return [s for s in newest_first if status is None or s.status == status][:limit]
+        wanted = [i for i in newest_first if status is None or self._status[i] == status][:limit]
+        return [self._session(session_id) for session_id in wanted]
 
     async def unfinished(self) -> list[Session]:
-        return [s for s in self._sessions.values() if s.status in UNFINISHED]
+        return [self._session(i) for i, status in self._status.items() if status in UNFINISHED]
 
     async def count(self) -> dict[str, int]:
-        return dict(Counter(session.status.value for session in self._sessions.values()))
+        return dict(Counter(status.value for status in self._status.values()))
 
     def append_events(
         self, session_id: str, events: Sequence[Event], session: Session | None = None
     ) -> asyncio.Future[None]:
-        if session is not None:
-            self._sessions[session.id] = session
-        log = self._events.get(session_id)
-        if log is not None:
-            log.extend(events)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if session_id not in self._rows:
+            done.set_exception(SessionNotFound(session_id))
+            return done
+        if session is not None:
+            self._keep(session)
+        self._events[session_id].extend(events)
         done.set_result(None)
         return done
 
@@ -78,19 +99,18 @@ class MemoryStore(SessionStore):
         return log[start:]
 
     async def put_image(self, session_id: str, name: str, image: StoredImage) -> None:
-        images = self._images.get(session_id)
-        if images is not None:
-            images[name] = image
+        self._require(session_id)
+        self._images[session_id][name] = image
 
     async def get_image(self, session_id: str, name: str) -> StoredImage | None:
         return self._images.get(session_id, {}).get(name)
 
     async def prune(self, finished_before: datetime, keep_at_most: int) -> list[str]:
-        finished = [s for s in self._sessions.values() if s.status in FINISHED]  # oldest first
-        doomed = [s.id for s in finished if s.updated_at < finished_before]
-        excess = len(self._sessions) - len(doomed) - keep_at_most
+        finished = [i for i, status in self._status.items() if status in FINISHED]  # oldest first
+        doomed = [i for i in finished if self._updated[i] < finished_before]
+        excess = len(self._rows) - len(doomed) - keep_at_most
         if excess > 0:
-            doomed += [s.id for s in finished if s.id not in doomed][:excess]
+            doomed += [i for i in finished if i not in doomed][:excess]
         for session_id in doomed:
             await self.delete(session_id)
         return doomed

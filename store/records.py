@@ -9,6 +9,8 @@ import ujson
 from core.events import dumps
 from core.models import Session, SessionResult, SessionStatus, SessionStep, parse_time, rfc3339
 
+Row = tuple[Any, ...]
+
 COLUMNS = (
     "id",
     "topic",
@@ -23,7 +25,7 @@ COLUMNS = (
 )
 
 
-def session_to_row(session: Session) -> tuple[Any, ...]:
+def session_to_row(session: Session) -> Row:
     return (
         session.id,
         session.topic,
@@ -38,7 +40,7 @@ def session_to_row(session: Session) -> tuple[Any, ...]:
     )
 
 
-def session_from_row(row: tuple[Any, ...], last_event_id: int) -> Session:
+def session_from_row(row: Row, last_event_id: int) -> Session:
     values = dict(zip(COLUMNS, row, strict=True))
     created_at, updated_at = parse_time(values["created_at"]), parse_time(values["updated_at"])
     assert created_at is not None and updated_at is not None

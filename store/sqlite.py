@@ -9,61 +9,32 @@ the database), never the database's consistency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.errors import StoreUnavailable
-from core.events import Event, event_from_payload, frame_payload
+from core.errors import SessionNotFound, StoreUnavailable
+from core.events import Event
 from core.models import Session, SessionStatus, rfc3339, utcnow
 from core.store import FINISHED, UNFINISHED, SessionStore, StoredImage
-from store.records import COLUMNS, session_from_row, session_to_row
+from store import schema
+from store.records import COLUMNS, Row, session_from_row, session_to_row
 from store.writer import GroupCommitWriter
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order, for paging
-    id TEXT NOT NULL UNIQUE,
-    topic TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    run_started_ns INTEGER NOT NULL,
-    result TEXT,
-    steps TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    checkpoints TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
-CREATE TABLE IF NOT EXISTS events (
-    session_id TEXT NOT NULL,
-    id INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    PRIMARY KEY (session_id, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS images (
-    session_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (session_id, name)
-) WITHOUT ROWID;
-"""
 SESSION_SELECT = f"SELECT {', '.join(COLUMNS)} FROM sessions"
 LAST_EVENT_ID = "SELECT COALESCE(MAX(id), 0) FROM events WHERE session_id = ?"
-UPSERT_SESSION = (
-    f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}"
-)
+INSERT_SESSION = f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# Never an upsert: a write from a run or a cancel still in flight must not bring back a deleted row.
+UPDATE_SESSION = f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in COLUMNS[1:])} WHERE id = ?"
+INSERT_EVENTS = "INSERT INTO events (session_id, id, type, payload) VALUES (?, ?, ?, ?)"
 
 
 def _configure(connection: sqlite3.Connection) -> None:
@@ -72,12 +43,27 @@ def _configure(connection: sqlite3.Connection) -> None:
 
 
 def _delete_sessions(connection: sqlite3.Connection, session_ids: Sequence[str]) -> int:
-    deleted = 0
-    for session_id in session_ids:
-        connection.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
-        connection.execute("DELETE FROM images WHERE session_id = ?", (session_id,))
-        deleted += connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
-    return deleted
+    # Their events and images go with them (ON DELETE CASCADE).
+    return sum(
+        connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount
+        for session_id in session_ids
+    )
+
+
+def _update_session(connection: sqlite3.Connection, row: Row) -> None:
+    if connection.execute(UPDATE_SESSION, (*row[1:], row[0])).rowcount == 0:
+        raise SessionNotFound(row[0])
+
+
+@contextlib.contextmanager
+def _session_must_exist(session_id: str) -> Iterator[None]:
+    """A write for a deleted session breaks its foreign key: say which session is gone."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "FOREIGN KEY" in str(exc):
+            raise SessionNotFound(session_id) from exc
+        raise
 
 
 class SQLiteStore(SessionStore):
@@ -113,8 +99,7 @@ class SQLiteStore(SessionStore):
             if mode.lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot switch the journal to WAL (it is {mode})")
             connection.execute("PRAGMA synchronous = NORMAL")
-            connection.executescript(SCHEMA)
-            self._check_version(connection)
+            schema.prepare(connection)
             # Prove now that the file can be written: a read-only database should stop the start,
             # not fail the first request.
             connection.execute(
@@ -124,16 +109,6 @@ class SQLiteStore(SessionStore):
             connection.close()
             raise
         return connection
-
-    def _check_version(self, connection: sqlite3.Connection) -> None:
-        row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"its schema version {row[0]} is newer than this service's ({SCHEMA_VERSION}); "
-                "run a newer release of the service, or point db_path elsewhere"
-            )
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -164,12 +139,13 @@ class SQLiteStore(SessionStore):
     # -- sessions ------------------------------------------------------------------------------
 
     async def create(self, session: Session) -> None:
-        await self.save(session)
+        row = session_to_row(session)
+        await self._write(lambda c: c.execute(INSERT_SESSION, row))
 
-    async def save(self, session: Session) -> None:
+    async def update(self, session: Session) -> None:
         # The row is taken now, on the loop's thread: the session may change before the write runs.
         row = session_to_row(session)
-        await self._write(lambda c: c.execute(UPSERT_SESSION, row))
+        await self._write(lambda c: _update_session(c, row))
 
     async def get(self, session_id: str) -> Session | None:
         def query(connection: sqlite3.Connection) -> Session | None:
@@ -223,32 +199,35 @@ class SQLiteStore(SessionStore):
     def append_events(
         self, session_id: str, events: Sequence[Event], session: Session | None = None
     ) -> asyncio.Future[None]:
-        rows = [(session_id, event.id, frame_payload(event)) for event in events]
-        session_row = session_to_row(session) if session is not None else None  # taken now, as in save
+        rows = [(session_id, event.id, event.type, event.payload) for event in events]
+        session_row = session_to_row(session) if session is not None else None  # taken now, as in update
 
         def write(connection: sqlite3.Connection) -> None:
             if session_row is not None:
-                connection.execute(UPSERT_SESSION, session_row)
-            connection.executemany("INSERT INTO events (session_id, id, payload) VALUES (?, ?, ?)", rows)
+                _update_session(connection, session_row)
+            with _session_must_exist(session_id):
+                connection.executemany(INSERT_EVENTS, rows)
 
         return self._write(write)
 
     async def events_after(self, session_id: str, after_id: int) -> list[Event]:
         rows = await self._read(
             lambda c: c.execute(
-                "SELECT id, payload FROM events WHERE session_id = ? AND id > ? ORDER BY id",
+                "SELECT id, type, payload FROM events WHERE session_id = ? AND id > ? ORDER BY id",
                 (session_id, after_id),
             ).fetchall()
         )
-        return [event_from_payload(event_id, payload) for event_id, payload in rows]
+        return [Event.stored(event_id, kind, session_id, payload) for event_id, kind, payload in rows]
 
     async def put_image(self, session_id: str, name: str, image: StoredImage) -> None:
-        await self._write(
-            lambda c: c.execute(
-                "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)",
-                (session_id, name, image.content_type, image.data),
-            )
-        )
+        def write(connection: sqlite3.Connection) -> None:
+            with _session_must_exist(session_id):
+                connection.execute(
+                    "INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)",
+                    (session_id, name, image.content_type, image.data),
+                )
+
+        await self._write(write)
 
     async def get_image(self, session_id: str, name: str) -> StoredImage | None:
         row = await self._read(

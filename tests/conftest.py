@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import ujson
 from tornado.ioloop import IOLoop
 
 from conf.settings import Settings, settings_for_tests
-from server import engine_options, make_app
+from server import make_app
 from store import MemoryStore, SessionStore
 from store.sqlite import SQLiteStore
 from tests import sse_client
@@ -49,6 +51,39 @@ def close_sse_connections(request: pytest.FixtureRequest) -> Iterator[None]:
         io_loop.run_sync(lambda: asyncio.gather(*(c.aclose() for c in leftover)), timeout=10)
 
 
+class _ErrorRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The service logs its requests as orchestrator.access; tornado.access is the test doubles'
+        # (the fake model server answering 500 on purpose).
+        if record.name != "tornado.access":
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which the service logged an ERROR it did not expect.
+
+    A crashed run or a failed write only logs; without this every test would still pass. A test
+    that provokes errors on purpose names them: `@pytest.mark.expect_errors("regex", ...)`.
+    """
+    expected = [re.compile(p) for m in request.node.iter_markers("expect_errors") for p in m.args]
+    handler = _ErrorRecords()
+    logging.getLogger().addHandler(handler)
+    yield
+    logging.getLogger().removeHandler(handler)
+    unexpected = [
+        f"{r.name}: {r.getMessage()}" + (f" ({r.exc_info[1]!r})" if r.exc_info and r.exc_info[1] else "")
+        for r in handler.records
+        if not any(p.search(r.getMessage()) for p in expected)
+    ]
+    if unexpected:
+        pytest.fail("the service logged unexpected errors:\n" + "\n".join(unexpected), pytrace=False)
+
+
 @pytest.fixture
 def config_overrides() -> dict[str, Any]:
     """Override in a test module (or parametrize) to change the server's settings."""
@@ -79,7 +114,7 @@ def store(request: pytest.FixtureRequest, io_loop: Any, tmp_path: Path) -> Itera
 
 @pytest.fixture
 def engine(config: Settings, provider: LessonProvider, store: SessionStore) -> Engine:
-    return Engine(store, provider, engine_options(config))
+    return Engine(store, provider, config.engine_options())
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -266,3 +268,47 @@ def test_a_database_that_stops_taking_writes_gives_503s_and_the_service_carries_
         assert get(server, f"/api/sessions/{session_id}").status_code == 200  # reads still work
     assert create(server, "after the disk came back")
     assert "cannot write to the database" in server.log_text()
+
+
+def stored(db: Path, session_id: str) -> tuple[str, list[str]]:
+    """The session's status and its event types, read straight from the file."""
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        (status,) = connection.execute("SELECT status FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        types = [
+            row[0]
+            for row in connection.execute("SELECT type FROM events WHERE session_id = ?", (session_id,))
+        ]
+    return status, types
+
+
+def test_a_start_on_a_busy_port_exits_with_a_message_and_leaves_interrupted_sessions_to_resume(
+    servers,
+    db,
+):
+    first = start(servers, db, "--pace=400", "--shutdown_timeout=0.2")
+    session_id = create(first)
+    watch_until_mid_content(first, session_id)
+    first.proc.send_signal(signal.SIGKILL)  # a crash: the session is left running in the file
+    first.proc.wait(TIMEOUT)
+    before = stored(db, session_id)
+    assert before[0] == "running"
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "server.py", f"--port={port}", "--store=sqlite", f"--db_path={db}"],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("ORCH_")},
+        )
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert stored(db, session_id) == before  # not resumed, not cancelled, no event added
+
+    second = start(servers, db)
+    assert wait_until_completed(second, session_id)["status"] == "completed"

@@ -6,15 +6,17 @@ import asyncio
 
 import pytest
 
+from conf.settings import settings_for_tests
 from core.models import SessionStatus
 from store import MemoryStore
 from tests.providers import GatedProvider
-from workflow.engine import SHUTDOWN, Engine, EngineOptions
+from workflow.engine import SHUTDOWN, Engine
+from workflow.eventlog import CloseReason
 from workflow.providers.builtin import BuiltinProvider
 
 
 def make_engine(provider=None) -> Engine:
-    return Engine(MemoryStore(), provider or BuiltinProvider(), EngineOptions())
+    return Engine(MemoryStore(), provider or BuiltinProvider(), settings_for_tests().engine_options())
 
 
 @pytest.mark.gen_test
@@ -52,9 +54,10 @@ async def test_shutdown_interrupts_runs_that_outlast_the_timeout_and_ends_their_
     async with asyncio.timeout(10):
         await gate.reached.wait()
     await engine.shutdown(timeout=0.05)
-    assert session.status == SessionStatus.INTERRUPTED
-    assert session.metadata["error"] == SHUTDOWN
-    assert subscription.closed_reason == SHUTDOWN
+    stored = await engine.get_session(session.id)
+    assert stored.status == SessionStatus.INTERRUPTED
+    assert stored.metadata["error"] == SHUTDOWN
+    assert subscription.closed_reason == CloseReason.SHUTDOWN
     types = [e.type for e in await engine.store.events_after(session.id, 0)]
     assert "error" not in types and "final" not in types  # interrupted is a pause, not an end
     with pytest.raises(Exception, match="shutting down"):
@@ -67,4 +70,4 @@ async def test_shutdown_waits_for_runs_that_finish_in_time():
     session = await engine.create_session("tides")
     await engine.start(session.id)
     await engine.shutdown(timeout=30)
-    assert session.status == SessionStatus.COMPLETED
+    assert (await engine.get_session(session.id)).status == SessionStatus.COMPLETED

@@ -11,7 +11,6 @@ import tornado.testing
 import ujson
 from tornado.httpserver import HTTPServer
 
-from server import llm_config
 from tests.fake_openai import GOOD_JSON, FakeOpenAI, Reply
 from tests.test_stream import run_to_end
 from workflow.providers.images import ModelImages
@@ -49,7 +48,7 @@ def fake(io_loop):
 @pytest.fixture
 def model(engine, fake, config, io_loop):
     """Point the engine's providers at the fake server, as server.py would with these settings."""
-    settings = dataclasses.replace(llm_config(config), base_url=fake.url)
+    settings = dataclasses.replace(config.llm_config(), base_url=fake.url)
     prompts = Prompts.load(config.prompts_path)
     client = make_client(settings)
     engine.provider = OpenAICompatibleProvider(settings, prompts, client)

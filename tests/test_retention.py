@@ -13,7 +13,7 @@ from tests.test_stream import run_to_end
 async def age(engine, session_id: str, days: float) -> None:
     session = await engine.get_session(session_id)
     session.updated_at = utcnow() - timedelta(days=days)
-    await engine.store.save(session)
+    await engine.store.update(session)
 
 
 @pytest.mark.gen_test
@@ -37,6 +37,7 @@ async def test_prune_deletes_finished_sessions_past_retention_and_nothing_else(a
     assert await engine.prune() == 0
 
 
+@pytest.mark.expect_errors("503 POST /api/sessions")
 @pytest.mark.gen_test
 @pytest.mark.parametrize("config_overrides", [{"max_sessions": 3}])
 async def test_at_the_session_limit_the_oldest_finished_goes_first_then_creates_get_503(

@@ -153,6 +153,7 @@ async def test_every_answer_carries_a_request_id_and_keeps_a_sane_incoming_one(a
     assert headers["X-Request-ID"] != "<script> id" and len(headers["X-Request-ID"]) == 32
 
 
+@pytest.mark.expect_errors("Uncaught exception GET", "500 GET")
 @pytest.mark.gen_test
 async def test_an_unexpected_failure_is_a_json_500_with_the_request_id_and_no_traceback(api, engine):
     async def broken(session_id):

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from core.errors import StoreUnavailable
+from core.errors import SessionNotFound, StoreUnavailable
 from core.events import STEP_COMPLETE, STEP_DELTA, Event, make_event
 from core.models import Session, SessionResult, SessionStatus, StepStatus, utcnow
 from store import SessionStore, StoredImage
-from store.sqlite import SCHEMA_VERSION, SQLiteStore
+from store.schema import SCHEMA_VERSION
+from store.sqlite import SQLiteStore
 
 S = SessionStatus
 PNG = StoredImage("image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
@@ -143,7 +144,7 @@ async def test_a_session_given_a_result_reads_back_with_that_result(store):
     session = rich_session()
     await store.create(session)
     finished = replace(copy.deepcopy(session), status=S.COMPLETED, result=a_result(), updated_at=at(1001))
-    await store.save(finished)
+    await store.update(finished)
     got = await store.get(session.id)
     assert as_stored(got) == as_stored(finished)
     assert got.result is not None and got.result.lesson == finished.result.lesson
@@ -156,12 +157,29 @@ async def test_getting_an_unknown_session_gives_none(store):
 
 
 @pytest.mark.gen_test
-async def test_saving_replaces_every_field_of_the_stored_session(store):
+async def test_updating_replaces_every_field_of_the_stored_session(store):
     session = Session.new("tides")
     await store.create(session)
     changed = rich_session(id=session.id, topic="tides", result=a_result(), status=S.FAILED)
-    await store.save(changed)
+    await store.update(changed)
     assert as_stored(await store.get(session.id)) == as_stored(changed)
+
+
+@pytest.mark.gen_test
+async def test_no_write_brings_back_a_deleted_session(store):
+    session = Session.new("tides")
+    await store.create(session)
+    await store.delete(session.id)
+    with pytest.raises(SessionNotFound):
+        await store.update(session)
+    with pytest.raises(SessionNotFound):
+        await store.append_events(session.id, events_for(session.id, 1), session=session)
+    with pytest.raises(SessionNotFound):
+        await store.append_events(session.id, events_for(session.id, 1))
+    with pytest.raises(SessionNotFound):
+        await store.put_image(session.id, "diagram-1", PNG)
+    await assert_gone(store, session.id)
+    assert await store.count() == {}
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -198,8 +216,8 @@ async def test_events_after_an_id_come_back_in_order_with_byte_identical_frames(
         assert [e.id for e in got] == [e.id for e in events[after:]]
         assert [e.frame for e in got] == [e.frame for e in events[after:]]
     got = await store.events_after(session.id, 0)
-    assert [(e.type, e.session_id, e.step_id, e.data, e.timestamp) for e in got] == [
-        (e.type, e.session_id, e.step_id, e.data, e.timestamp) for e in events
+    assert [(e.type, e.session_id, e.payload, e.json()) for e in got] == [
+        (e.type, e.session_id, e.payload, e.json()) for e in events
     ]
     assert await store.events_after(session.id, 99) == []
     assert await store.events_after("no-such-session", 0) == []
@@ -213,7 +231,7 @@ async def test_get_reports_the_last_event_id_from_the_log_even_when_the_row_was_
     await store.append_events(session.id, events_for(session.id, 3))
     assert (await store.get(session.id)).last_event_id == 3
     # Saving a state that lags the log does not hide the log's events.
-    await store.save(replace(copy.deepcopy(session), status=S.RUNNING, last_event_id=1))
+    await store.update(replace(copy.deepcopy(session), status=S.RUNNING, last_event_id=1))
     assert (await store.get(session.id)).last_event_id == 3
     await store.append_events(session.id, events_for(session.id, 2, first=4))
     assert (await store.get(session.id)).last_event_id == 5
@@ -303,7 +321,7 @@ async def test_count_gives_the_number_of_sessions_in_each_status(store):
         "interrupted": 1,
         "failed": 1,
     }
-    await store.save(replace(sessions[1], status=S.CANCELLED))
+    await store.update(replace(sessions[1], status=S.CANCELLED))
     await store.delete(sessions[0].id)
     assert await store.count() == {
         "completed": 2,
@@ -672,6 +690,7 @@ async def test_a_read_only_database_is_refused_at_open_naming_the_path(tmp_path)
     assert path.read_bytes() == content
 
 
+@pytest.mark.expect_errors("database commit of")
 @pytest.mark.gen_test
 async def test_a_write_that_fails_at_run_time_raises_and_the_store_keeps_serving_reads(tmp_path):
     if os.geteuid() != 0:
@@ -701,6 +720,7 @@ async def test_a_write_that_fails_at_run_time_raises_and_the_store_keeps_serving
         assert (await store.get(session.id)).last_event_id == 3
 
 
+@pytest.mark.expect_errors("database commit of")
 @pytest.mark.gen_test
 async def test_a_batch_whose_commit_fails_answers_every_write_in_it_even_one_that_failed_alone(tmp_path):
     if os.geteuid() != 0:
@@ -728,3 +748,50 @@ async def test_a_batch_whose_commit_fails_answers_every_write_in_it_even_one_tha
             await store.append_events(good.id, [an_event(good.id, 1)])
         assert [e.frame for e in await store.events_after(good.id, 0)] == [an_event(good.id, 1).frame]
         assert (await store.describe())["writable"] is True
+
+
+@pytest.mark.gen_test
+async def test_a_version_1_database_is_migrated_keeping_its_sessions_events_and_images(tmp_path):
+    path = tmp_path / "store.db"
+    async with opened(path) as store:
+        session = Session.new("tides")
+        await store.create(session)
+        events = events_for(session.id, 3)
+        await store.append_events(session.id, events)
+        await store.put_image(session.id, "diagram-1", PNG)
+    _downgrade_to_version_1(path, orphan_of=session.id)
+    async with opened(path) as store:
+        assert (await store.get(session.id)).last_event_id == 3
+        got = await store.events_after(session.id, 0)
+        assert [(e.type, e.frame) for e in got] == [(e.type, e.frame) for e in events]
+        assert await store.get_image(session.id, "diagram-1") == PNG
+        assert await store.events_after("orphan", 0) == []  # what version 1 left behind is dropped
+        await store.delete(session.id)
+        await assert_gone(store, session.id)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
+
+
+def _downgrade_to_version_1(path: Path, orphan_of: str) -> None:
+    """Rewrite the file as the first release laid it out: no foreign keys, no event type column."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.executescript(
+            f"""
+            BEGIN;
+            CREATE TABLE events_v1 (session_id TEXT NOT NULL, id INTEGER NOT NULL, payload BLOB NOT NULL,
+                PRIMARY KEY (session_id, id)) WITHOUT ROWID;
+            INSERT INTO events_v1 SELECT session_id, id, payload FROM events;
+            INSERT INTO events_v1 SELECT 'orphan', id, payload FROM events WHERE session_id = '{orphan_of}';
+            DROP TABLE events;
+            ALTER TABLE events_v1 RENAME TO events;
+            CREATE TABLE images_v1 (session_id TEXT NOT NULL, name TEXT NOT NULL, content_type TEXT NOT NULL,
+                data BLOB NOT NULL, PRIMARY KEY (session_id, name)) WITHOUT ROWID;
+            INSERT INTO images_v1 SELECT * FROM images;
+            DROP TABLE images;
+            ALTER TABLE images_v1 RENAME TO images;
+            UPDATE meta SET value = '1' WHERE key = 'schema_version';
+            COMMIT;
+            """
+        )

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from core.events import make_event
-from workflow.eventlog.subscription import OVERFLOW, Subscription
+from workflow.eventlog.subscription import CloseReason, Subscription
 
 
 def events(first: int, last: int):
@@ -34,7 +34,7 @@ async def test_a_reader_that_falls_behind_is_cut_off_and_told_once():
     subscription.on_cut_off = lambda: cut_offs.append(True)
     for event in events(1, 5):
         subscription.offer(event)
-    assert subscription.closed_reason == OVERFLOW
+    assert subscription.closed_reason == CloseReason.OVERFLOW
     assert cut_offs == [True]
     assert await asyncio.wait_for(subscription.next_batch(), 5) == []
 
@@ -48,7 +48,7 @@ async def test_the_replayed_backlog_does_not_count_against_the_limit():
     assert len(await asyncio.wait_for(subscription.next_batch(), 5)) == 51
     for event in events(52, 55):
         subscription.offer(event)
-    assert subscription.closed_reason == OVERFLOW
+    assert subscription.closed_reason == CloseReason.OVERFLOW
 
 
 @pytest.mark.gen_test

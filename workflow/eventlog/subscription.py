@@ -5,11 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 
 from core.events import Event
 
-OVERFLOW = "fell too far behind"
-CLOSED = "the session was closed"
+
+class CloseReason(StrEnum):
+    """Why a subscription ended; the stream handler tells its client what it means."""
+
+    READER_GONE = "the reader went away"
+    OVERFLOW = "the client fell too far behind"
+    ENDED = "the session's run is over"
+    DELETED = "the session was deleted"
+    STORE_DOWN = "the store cannot be written"
+    SHUTDOWN = "the server is shutting down"
 
 
 class Subscription:
@@ -26,7 +35,7 @@ class Subscription:
         self.limit = limit
         self.after_id = after_id  # where the reader asked to start
         self.last_id = after_id  # the newest event id handed to the reader or queued for it
-        self.closed_reason: str | None = None
+        self.closed_reason: CloseReason | None = None
         self.on_cut_off: Callable[[], None] | None = None
         # Set by whoever reads the subscription: False once the reader's connection is gone.
         self.reader_alive: Callable[[], bool] = lambda: True
@@ -58,7 +67,7 @@ class Subscription:
         if self.closed:
             return
         if len(self._pending) >= self.limit + self._backlog:
-            self.close(OVERFLOW)
+            self.close(CloseReason.OVERFLOW)
             if self.on_cut_off is not None:
                 self.on_cut_off()
             return
@@ -73,7 +82,7 @@ class Subscription:
             self.last_id = event.id
         return True
 
-    def close(self, reason: str = CLOSED) -> None:
+    def close(self, reason: CloseReason = CloseReason.READER_GONE) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
         self._wakeup.set()
@@ -83,7 +92,7 @@ class Subscription:
         while not self._pending and not self.closed:
             self._wakeup.clear()
             await self._wakeup.wait()
-        if self.closed_reason == OVERFLOW:
+        if self.closed_reason == CloseReason.OVERFLOW:
             return []
         batch = list(self._pending)
         self._pending.clear()

@@ -27,14 +27,14 @@ class LLMConfig:
     base_url: str
     model: str
     api_key: str = field(repr=False)  # never printed, never logged
-    temperature: float = 0.7
-    max_tokens: int = 2048
-    step_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    json_mode: str = "json_schema"
-    idle_timeout: float = 60.0
-    total_timeout: float = 120.0
-    image_model: str = "gpt-image-1"
-    image_size: str = "1024x1024"
+    temperature: float
+    max_tokens: int
+    step_options: dict[str, dict[str, Any]]
+    json_mode: str
+    idle_timeout: float
+    total_timeout: float
+    image_model: str
+    image_size: str
 
     def for_step(self, step: str) -> tuple[str, float, int]:
         """(model, temperature, max_tokens) for one step, with its overrides applied."""

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from core import events as ev
 from core.errors import BudgetExceeded
+from core.events import Event
 from core.models import Session, SessionStep
 
-if TYPE_CHECKING:
-    from workflow.engine import Engine
+# (event type, data, step id) -> the event, once it has its id and is on its way to the log
+Publish = Callable[[str, dict[str, Any], str], Awaitable[Event]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsagePolicy:
+    """What a session may spend on a model, and what its tokens cost."""
+
+    token_budget: int  # per session; 0 = none
+    prompt_price: float  # per million tokens; 0 = no cost figure
+    completion_price: float
 
 
 class StepSink:
     """Turns a provider's writes into `step-delta` events with a rising progress figure."""
 
-    def __init__(self, engine: Engine, session: Session, step: SessionStep) -> None:
-        self._engine, self._session, self._step = engine, session, step
+    def __init__(self, publish: Publish, session: Session, step: SessionStep, usage: UsagePolicy) -> None:
+        self._publish, self._session, self._step, self._usage = publish, session, step, usage
         self._expected = 0
         self._written = 0
         self._progress = 0
@@ -32,15 +44,15 @@ class StepSink:
             # Never above 100, never going back, even if the provider underestimated.
             self._progress = max(self._progress, min(100, self._written * 100 // self._expected))
         data = {"delta": text, "progress": self._progress}
-        await self._engine.publish(self._session, ev.STEP_DELTA, data, step_id=self._step.id)
+        await self._publish(ev.STEP_DELTA, data, self._step.id)
 
     async def restart(self, reason: str, **details: Any) -> None:
         self._written = self._progress = 0
         data = {"step_name": self._step.name, "reason": reason, **details}
-        await self._engine.publish(self._session, ev.STEP_RETRY, data, step_id=self._step.id)
+        await self._publish(ev.STEP_RETRY, data, self._step.id)
 
     def record_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
-        options = self._engine.options
+        options = self._usage
         for holder in (self._step.metadata, self._session.metadata):
             add_usage(
                 holder, prompt_tokens, completion_tokens, options.prompt_price, options.completion_price
@@ -54,7 +66,7 @@ class StepSink:
             )
 
     def token_allowance(self) -> int | None:
-        budget = self._engine.options.token_budget
+        budget = self._usage.token_budget
         if not budget:
             return None
         left = budget - self._session.metadata.get("usage", {}).get("total_tokens", 0)

@@ -1,0 +1,80 @@
+"""The SQLite schema, its version, and the migration of a database an older release wrote."""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 2
+# Events and images belong to their session: deleting the session deletes them, and a write for
+# a session that is gone fails instead of leaving orphans (foreign keys are on for every connection).
+EVENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    id INTEGER NOT NULL,
+    type TEXT NOT NULL,  -- kept beside the payload so a replay never decodes it
+    payload BLOB NOT NULL,
+    PRIMARY KEY (session_id, id)
+) WITHOUT ROWID;
+"""
+IMAGES_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (session_id, name)
+) WITHOUT ROWID;
+"""
+SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- creation order, for paging
+    id TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    run_started_ns INTEGER NOT NULL,
+    result TEXT,
+    steps TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    checkpoints TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
+"""
+    + EVENTS_TABLE.format(name="events")
+    + IMAGES_TABLE.format(name="images")
+)
+
+# Version 1 had no foreign keys and no event type column. Orphans it may hold are dropped.
+MIGRATE_1_TO_2 = (
+    EVENTS_TABLE.format(name="events_v2")
+    + IMAGES_TABLE.format(name="images_v2")
+    + """
+INSERT INTO events_v2
+    SELECT session_id, id, json_extract(CAST(payload AS TEXT), '$.type'), payload FROM events
+    WHERE session_id IN (SELECT id FROM sessions);
+DROP TABLE events;
+ALTER TABLE events_v2 RENAME TO events;
+INSERT INTO images_v2 SELECT * FROM images WHERE session_id IN (SELECT id FROM sessions);
+DROP TABLE images;
+ALTER TABLE images_v2 RENAME TO images;
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+"""
+)
+
+
+def prepare(connection: sqlite3.Connection) -> None:
+    """Create what is missing, migrate an older database, refuse a newer one (DatabaseError)."""
+    connection.executescript(SCHEMA)
+    row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        connection.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    elif int(row[0]) > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"its schema version {row[0]} is newer than this service's ({SCHEMA_VERSION}); "
+            "run a newer release of the service, or point db_path elsewhere"
+        )
+    elif int(row[0]) == 1:
+        connection.executescript(f"BEGIN IMMEDIATE; {MIGRATE_1_TO_2} COMMIT;")

@@ -1,0 +1,83 @@
+"""Store doubles for tests: a real store whose writes can be made to fail on demand, like a full disk."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from core.errors import StoreUnavailable
+from core.events import Event
+from core.models import Session, SessionStatus
+from core.store import SessionStore, StoredImage
+
+FULL = "cannot write to the database: database or disk is full"
+
+
+class BreakableStore(SessionStore):
+    """Passes everything to a real store; while `broken`, every write fails as a full disk would."""
+
+    def __init__(self, inner: SessionStore) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.broken = False
+
+    def _check(self) -> None:
+        if self.broken:
+            raise StoreUnavailable(FULL)
+
+    async def create(self, session: Session) -> None:
+        self._check()
+        await self.inner.create(session)
+
+    async def get(self, session_id: str) -> Session | None:
+        return await self.inner.get(session_id)
+
+    async def update(self, session: Session) -> None:
+        self._check()
+        await self.inner.update(session)
+
+    async def delete(self, session_id: str) -> bool:
+        self._check()
+        return await self.inner.delete(session_id)
+
+    async def newest(
+        self, limit: int, status: SessionStatus | None = None, before: str | None = None
+    ) -> list[Session]:
+        return await self.inner.newest(limit, status, before)
+
+    async def unfinished(self) -> list[Session]:
+        return await self.inner.unfinished()
+
+    async def count(self) -> dict[str, int]:
+        return await self.inner.count()
+
+    def append_events(
+        self, session_id: str, events: Sequence[Event], session: Session | None = None
+    ) -> asyncio.Future[None]:
+        if self.broken:
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(StoreUnavailable(FULL))
+            return failed
+        return self.inner.append_events(session_id, events, session)
+
+    async def events_after(self, session_id: str, after_id: int) -> list[Event]:
+        return await self.inner.events_after(session_id, after_id)
+
+    async def put_image(self, session_id: str, name: str, image: StoredImage) -> None:
+        self._check()
+        await self.inner.put_image(session_id, name, image)
+
+    async def get_image(self, session_id: str, name: str) -> StoredImage | None:
+        return await self.inner.get_image(session_id, name)
+
+    async def prune(self, finished_before: datetime, keep_at_most: int) -> list[str]:
+        self._check()
+        return await self.inner.prune(finished_before, keep_at_most)
+
+    async def describe(self) -> dict[str, Any]:
+        return await self.inner.describe()
+
+    async def close(self) -> None:
+        await self.inner.close()

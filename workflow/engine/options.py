@@ -1,0 +1,21 @@
+"""The engine's options: built by the settings (conf/settings.py holds every default), none here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workflow.steps.sink import UsagePolicy
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    step_timeout: float  # seconds one step may run
+    subscriber_buffer: int  # events one stream may fall behind before it is cut off
+    retention: float  # seconds a finished session is kept
+    max_sessions: int
+    max_topic_length: int  # characters
+    retries: int  # of a step, after a transient provider failure
+    retry_initial_delay: float
+    retry_max_delay: float
+    optional_steps: frozenset[str]  # steps whose failure leaves the lesson partial
+    usage: UsagePolicy

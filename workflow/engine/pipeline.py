@@ -1,0 +1,156 @@
+"""Runs a session's five steps in order: each under its timeout, retried after transient provider failures."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from core import events as ev
+from core.errors import (
+    BudgetExceeded,
+    ProviderError,
+    SessionNotFound,
+    StepFailed,
+    StepTimedOut,
+    StoreUnavailable,
+)
+from core.models import SessionResult, SessionStep, StepStatus, utcnow
+from workflow.engine.options import EngineOptions
+from workflow.providers.base import LessonProvider
+from workflow.providers.images import ImageProvider
+from workflow.steps.pipeline import STEPS, StepContext
+from workflow.steps.sink import StepSink
+
+if TYPE_CHECKING:  # the Run drives this pipeline; only its type is needed here
+    from workflow.engine.run import Run
+
+log = logging.getLogger("orchestrator.engine")
+
+RESTARTED = "the service stopped while this step ran; its partial output is void"
+# (session id, image name, content type, bytes) -> the URL it is served at
+SaveImage = Callable[[str, str, str, bytes], Awaitable[str]]
+
+
+class Pipeline:
+    def __init__(
+        self, provider: LessonProvider, images: ImageProvider, options: EngineOptions, save_image: SaveImage
+    ) -> None:
+        self.provider, self.images, self.options = provider, images, options
+        self._save_image = save_image
+
+    async def run(self, run: Run) -> SessionResult:
+        """Run every step not yet completed (a resumed session skips what it had done); the lesson."""
+        session = run.session
+        for step in session.steps:
+            if step.status != StepStatus.COMPLETED:
+                await self._run_step(run, step)
+        final = session.checkpoints["finalize-lesson"]
+        usage = session.metadata.get("usage")
+        return SessionResult(
+            lesson=final["lesson"],
+            images=final["images"],
+            summary=final["summary"],
+            duration_ns=time.time_ns() - session.run_started_ns,
+            completed_at=utcnow(),
+            partial=any(s.status == StepStatus.FAILED for s in session.steps),
+            metadata={"usage": usage} if usage else {},
+        )
+
+    async def _run_step(self, run: Run, step: SessionStep) -> None:
+        session = run.session
+        sink = StepSink(run.publish, session, step, self.options.usage)
+        if step.status != StepStatus.PENDING:
+            # A stop cut this step short: clients drop what they have of it, and it runs again.
+            await sink.restart(RESTARTED)
+        step.status = StepStatus.RUNNING
+        step.started_at = utcnow()
+        step.error = ""
+        session.touch()
+        index = [s.id for s in session.steps].index(step.id)
+        start: dict[str, Any] = {"step_name": step.name, "step_index": index}
+        await run.publish(ev.STEP_START, start, step.id, save=True)
+        save_image = functools.partial(self._save_image, session.id)
+        context = StepContext(
+            session.topic, self.provider, self.images, sink, session.checkpoints, save_image
+        )
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.options.retries + 1),
+            wait=self._retry_delay,
+            retry=retry_if_exception(lambda exc: isinstance(exc, ProviderError) and exc.transient),
+            before_sleep=functools.partial(self._announce_retry, sink),
+            reraise=True,
+        )
+        began = time.monotonic_ns()
+        try:
+            async with asyncio.timeout(self.options.step_timeout) as deadline:
+                async for attempt in retrying:
+                    with attempt:
+                        outcome = await STEPS[step.name](context)
+        except asyncio.CancelledError:
+            _end_step(step, began, StepStatus.FAILED, error=run.stop_reason.value)
+            raise
+        except (StoreUnavailable, SessionNotFound):
+            raise  # not the step's failure: the run cannot record anything more
+        except Exception as exc:
+            failure = self._as_step_failure(step, exc, deadline.expired())
+            _end_step(step, began, StepStatus.FAILED, error=str(failure))
+            data = {"step_name": step.name, "error": str(failure)}
+            await run.publish(ev.STEP_ERROR, data, step.id, save=True)
+            if step.name in self.options.optional_steps and not isinstance(failure, BudgetExceeded):
+                log.warning("optional step %s failed; the lesson goes on without it: %s", step.name, failure)
+                return
+            raise failure from exc
+        session.checkpoints[step.name] = outcome.checkpoint
+        _end_step(step, began, StepStatus.COMPLETED, output=outcome.output)
+        session.touch()
+        milliseconds = (step.duration_ns or 0) // 1_000_000
+        done: dict[str, Any] = {"step_name": step.name, "output": outcome.output, "duration": milliseconds}
+        if "usage" in step.metadata:
+            done["usage"] = step.metadata["usage"]
+        await run.publish(ev.STEP_COMPLETE, done, step.id, save=True)
+
+    def _retry_delay(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter, or exactly what the server asked for in Retry-After."""
+        failure = state.outcome.exception() if state.outcome else None
+        if isinstance(failure, ProviderError) and failure.retry_after is not None:
+            return max(0.0, failure.retry_after)
+        initial = self.options.retry_initial_delay
+        return wait_exponential_jitter(multiplier=initial, max=self.options.retry_max_delay, jitter=initial)(
+            state
+        )
+
+    async def _announce_retry(self, sink: StepSink, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        delay = round(state.upcoming_sleep, 3)
+        log.warning("retrying in %g s (attempt %d): %s", delay, state.attempt_number + 1, failure)
+        await sink.restart(str(failure), attempt=state.attempt_number + 1, delay=delay)
+
+    def _as_step_failure(self, step: SessionStep, exc: Exception, timed_out: bool) -> StepFailed:
+        if timed_out:
+            return StepTimedOut(step.name, f"{step.name} timed out after {self.options.step_timeout:g} s")
+        if isinstance(exc, StepFailed):
+            return exc
+        if isinstance(exc, ProviderError):
+            return StepFailed(step.name, f"{step.name} failed: {exc}")
+        log.warning("step %s failed: %s", step.name, exc, exc_info=exc)
+        return StepFailed(step.name, f"{step.name} failed: {exc}")
+
+
+def _end_step(step: SessionStep, began: int, status: StepStatus, output: str = "", error: str = "") -> None:
+    step.status = status
+    step.completed_at = utcnow()
+    step.duration_ns = time.monotonic_ns() - began
+    step.output = output
+    step.error = error

@@ -1,0 +1,55 @@
+"""The event log seam: what the engine and the stream handlers need of a session's log, whatever keeps it."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+
+from core.events import Event
+from core.models import Session
+from workflow.eventlog.subscription import CloseReason, Subscription
+
+
+class EventLog(ABC):
+    """Every session's append-only log: publish, commit, deliver.
+
+    `append` hands an event to the store; once it is committed it is offered to the session's
+    live subscribers, so nobody ever holds an event the store does not have. A second backend (many
+    instances on a shared store) implements this same interface; the engine, the steps and the
+    handlers never know which one they have.
+    """
+
+    @abstractmethod
+    def append(self, event: Event, state: Session | None = None) -> asyncio.Future[None]:
+        """Queue `event` (and the session's `state`, in the same commit, if given) now.
+
+        The future completes once it is committed and offered to live subscribers; it fails with
+        StoreUnavailable, or SessionNotFound once the session has been deleted. Appends commit in
+        the order they were made.
+        """
+
+    @abstractmethod
+    async def read_after(self, session_id: str, after_id: int) -> list[Event]:
+        """The committed events with an id above `after_id`, oldest first."""
+
+    @abstractmethod
+    async def subscribe(self, session_id: str, after_id: int) -> Subscription:
+        """The events after `after_id`: first what is committed, then live ones, with no gap and no repeat."""
+
+    @abstractmethod
+    def unsubscribe(self, subscription: Subscription) -> None: ...
+
+    @abstractmethod
+    def close_session(self, session_id: str, reason: CloseReason) -> None:
+        """End every subscription to the session (each still gets what it was already given)."""
+
+    @abstractmethod
+    def close_all(self, reason: CloseReason) -> None: ...
+
+    @abstractmethod
+    def sweep(self) -> int:
+        """Drop subscriptions whose reader has gone; returns how many. Run periodically."""
+
+    @property
+    @abstractmethod
+    def subscriber_count(self) -> int: ...
