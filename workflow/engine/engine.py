@@ -205,23 +205,34 @@ class Engine:
         """
         if after_id < 0:
             raise InvalidInput("Last-Event-ID must be a non-negative integer")
+        session = await self._fresh(session_id)
+        if must_start:
+            _check_pending(session)
+        if not (start and session.status == SessionStatus.PENDING):
+            # Nothing to start: attaching needs no lock (a reconnect storm must not queue up).
+            return await self._subscribe(session, after_id, will_start=False)
         async with self._locks.hold(session_id):
             session = await self._fresh(session_id)
             if must_start:
                 _check_pending(session)
-            will_start = start and session.status == SessionStatus.PENDING
-            if session_id not in self.runs and not will_start and after_id >= session.last_event_id:
-                return None
-            subscription = await self.log.subscribe(session_id, min(after_id, session.last_event_id))
-            try:
-                if will_start:
-                    await self._start(session_id)
-            except BaseException:
-                self.log.unsubscribe(subscription)
-                raise
-            if session_id not in self.runs:
-                subscription.close(CloseReason.ENDED)
-            return subscription
+            will_start = session.status == SessionStatus.PENDING
+            return await self._subscribe(session, after_id, will_start)
+
+    async def _subscribe(self, session: Session, after_id: int, will_start: bool) -> Subscription | None:
+        # From the check of `runs` to the subscription being in place there is no await, so a run
+        # that ends later ends this subscription too.
+        if session.id not in self.runs and not will_start and after_id >= session.last_event_id:
+            return None
+        subscription = await self.log.subscribe(session.id, min(after_id, session.last_event_id))
+        try:
+            if will_start:
+                await self._start(session.id)
+        except BaseException:
+            self.log.unsubscribe(subscription)
+            raise
+        if session.id not in self.runs:
+            subscription.close(CloseReason.ENDED)
+        return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.log.unsubscribe(subscription)
