@@ -34,30 +34,35 @@ def sse_frame(event_id: int | None, payload: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event of a session's log as it travels: its JSON payload encoded once, and its frame.
+    """One event of a session's log as it travels: encoded once, into the frame every reader gets.
 
-    `id` is None only for `connected`, which belongs to one connection. A store keeps `payload`
-    and `type`; an event read back is rebuilt with `stored`, byte for byte, without decoding.
+    `id` is None only for `connected`, which belongs to one connection. The JSON payload is a view
+    into the frame, not a second copy: a store keeps it with `type`, and an event read back is
+    rebuilt with `stored`, byte for byte, without decoding.
     """
 
     id: int | None
     type: str
     session_id: str
-    payload: bytes
     frame: bytes
 
     @property
     def terminal(self) -> bool:
         return self.type in TERMINAL_TYPES
 
+    @property
+    def payload(self) -> memoryview:
+        start = self.frame.index(b"data: ") + 6
+        return memoryview(self.frame)[start:-2]
+
     def json(self) -> dict[str, Any]:
         """The payload decoded: for readers that need a field, never on the path to a socket."""
-        decoded: dict[str, Any] = ujson.loads(self.payload)
+        decoded: dict[str, Any] = ujson.loads(bytes(self.payload))
         return decoded
 
     @classmethod
     def stored(cls, event_id: int, event_type: str, session_id: str, payload: bytes) -> Event:
-        return cls(event_id, event_type, session_id, payload, sse_frame(event_id, payload))
+        return cls(event_id, event_type, session_id, sse_frame(event_id, payload))
 
 
 def make_event(
@@ -74,5 +79,4 @@ def make_event(
         body["step_id"] = step_id
     body["data"] = data
     body["timestamp"] = timestamp or rfc3339(utcnow())
-    payload = dumps(body).encode()
-    return Event(event_id, event_type, session_id, payload, sse_frame(event_id, payload))
+    return Event(event_id, event_type, session_id, sse_frame(event_id, dumps(body).encode()))
