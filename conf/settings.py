@@ -102,6 +102,54 @@ class Settings:
     )
     cors_origins: str = option("*", "comma-separated origins allowed by CORS, or * for any")
     max_body_size: int = option(65536, "largest request body accepted, in bytes (413 above)", minimum=64)
+    api_keys_file: str = option(
+        "",
+        "file of API keys, one per line: NAME SHA256-HEX-OF-KEY [admin] (make one with "
+        "`python -m conf.keys NAME`); with keys, every API request needs Authorization: Bearer",
+    )
+    api_keys: str = option(
+        "",
+        "API keys given in the environment (ORCH_API_KEYS): comma-separated NAME:KEY or NAME:KEY:admin; "
+        "never logged",
+        secret=True,
+    )
+    allow_anonymous: bool = option(
+        False, "allow listening on a non-loopback address with no API keys (anyone who reaches it may use it)"
+    )
+    allowed_hosts: str = option(
+        "localhost,127.0.0.1,[::1]",
+        "Host header values accepted when no API keys are configured (against DNS rebinding), or *",
+    )
+    token_secret: str = option(
+        "",
+        "secret that signs stream tokens (share it between instances); empty: a random one per process",
+        secret=True,
+    )
+    stream_token_ttl: float = option(
+        3600.0,
+        "seconds a session's stream token (?token= for EventSource) stays valid",
+        minimum=1,
+        parse=_to_seconds,
+    )
+    rate_limit: str = option(
+        "20/second;600/minute",
+        "requests one API key (or client address) may make, in the limits library's notation; empty: none",
+    )
+    create_rate_limit: str = option(
+        "5/second;120/minute", "sessions one API key (or client address) may create; empty: none"
+    )
+    pending_ttl: float = option(
+        3600.0,
+        "how long a session nobody runs is kept (seconds, or 1h, 30m)",
+        minimum=1,
+        parse=_to_seconds,
+    )
+    max_pending_per_client: int = option(
+        100, "pending sessions one API key (or client address) may hold at once", minimum=1
+    )
+    max_connections: int = option(
+        4000, "open connections at once; more are refused at once (kept below the file limit)", minimum=16
+    )
     max_topic_length: int = option(500, "longest topic accepted, in characters", minimum=1)
     store: str = option("sqlite", "where sessions are kept", choices=("sqlite", "memory"))
     db_path: str = option("data/orchestrator.db", "the SQLite database file (relative to the project)")
