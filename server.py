@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import socket
@@ -13,19 +14,22 @@ from typing import Any
 
 import tornado.netutil
 import tornado.web
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from conf.logging_setup import setup_logging
 from conf.settings import Settings, load_settings
 from core.context import request_id_var
 from core.errors import ConfigError, SettingsError, StoreUnavailable
+from handlers.access import Access
 from handlers.base import NotFoundHandler
 from handlers.health import HealthHandler
 from handlers.images import ImageHandler
 from handlers.lesson import LessonHTMLHandler, LessonMarkdownHandler
+from handlers.openapi import OpenAPIHandler
+from handlers.page import PageHandler
 from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, SessionsHandler
 from handlers.stream import OpenStreams, RunHandler
+from listener import CappedHTTPServer, connection_cap, raise_open_file_limit
 from store import MemoryStore, SessionStore
 from store.sqlite import SQLiteStore
 from workflow.engine import Engine
@@ -77,7 +81,8 @@ def make_engine(settings: Settings, store: SessionStore) -> Engine:
     return Engine(store, provider, settings.engine_options(), images)
 
 
-def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
+def make_app(settings: Settings, engine: Engine, access: Access | None = None) -> tornado.web.Application:
+    """The application; `access` (built from the settings if not given) holds the keys and limits."""
     routes: list[Any] = [
         (r"/api/sessions", SessionsHandler),
         (SESSION, SessionHandler),
@@ -88,13 +93,15 @@ def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
         (SESSION + r"/lesson\.html", LessonHTMLHandler),
         (SESSION + r"/lesson\.md", LessonMarkdownHandler),
         (r"/health", HealthHandler),
-        (r"/()", tornado.web.StaticFileHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
-        (r"/web/(.+)", tornado.web.StaticFileHandler, {"path": str(WEB_DIR)}),
+        (r"/openapi\.json", OpenAPIHandler),
+        (r"/()", PageHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
+        (r"/web/(.+)", PageHandler, {"path": str(WEB_DIR)}),
     ]
     return tornado.web.Application(
         routes,
         engine=engine,
         config=settings,
+        access=access or Access(settings),
         open_streams=OpenStreams(),
         default_handler_class=NotFoundHandler,
         compress_response=False,  # an event stream must never be gzipped
@@ -103,7 +110,11 @@ def make_app(settings: Settings, engine: Engine) -> tornado.web.Application:
 
 
 async def serve(
-    settings: Settings, engine: Engine, sockets: list[socket.socket], shutdown: asyncio.Event
+    settings: Settings,
+    engine: Engine,
+    sockets: list[socket.socket],
+    shutdown: asyncio.Event,
+    access: Access | None = None,
 ) -> None:
     """Serve on the bound sockets until `shutdown` is set, then drain: stop accepting, finish or
     interrupt runs, close streams. The caller closes the store."""
@@ -115,9 +126,11 @@ async def serve(
             log.info("resumed %d sessions a stop had interrupted", resumed)
     else:
         await engine.mark_unfinished_interrupted()
-    app = make_app(settings, engine)
-    server = HTTPServer(
+    app = make_app(settings, engine, access)
+    server = CappedHTTPServer(
         app,
+        # Below the open file limit: past it a connection is closed at once, not left to hit EMFILE.
+        max_connections=connection_cap(settings.max_connections),
         # Bodies over the limit get a JSON 413 from the handler; this only bounds what is buffered.
         max_body_size=2 * settings.max_body_size,
         idle_connection_timeout=settings.request_timeout,
@@ -152,6 +165,16 @@ async def serve(
     log.info("stopped")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) only ever means this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _sweep(engine: Engine) -> None:
     engine.sweep()
 
@@ -172,6 +195,26 @@ async def main(argv: Sequence[str] | None = None) -> int:
         print(f"server.py: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
+    fd_limit = raise_open_file_limit()
+    log.info(
+        "open file limit %d; at most %d connections at once",
+        fd_limit,
+        connection_cap(settings.max_connections, fd_limit),
+    )
+    try:
+        access = Access(settings)
+    except ConfigError as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 2
+    if not access.keys and not settings.allow_anonymous and not is_loopback(settings.host):
+        # Like Redis's protected mode: nobody is let in from the network without a key by accident.
+        print(
+            f"server.py: refusing to listen on {settings.host} with no API keys: anyone who can reach it "
+            "could read, cancel and delete every session. Configure api_keys_file or api_keys, listen on "
+            "127.0.0.1, or set allow_anonymous=true if that is really what you want.",
+            file=sys.stderr,
+        )
+        return 2
     shutdown = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -189,7 +232,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
             return 1
         try:
             engine = make_engine(settings, store)
-            await serve(settings, engine, sockets, shutdown)
+            await serve(settings, engine, sockets, shutdown, access)
         except ConfigError as exc:
             print(f"server.py: {exc}", file=sys.stderr)
             return 2

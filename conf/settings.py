@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from limits import parse_many
+
 from core.errors import SettingsError
 from core.models import STEP_NAMES
 from workflow.engine.options import EngineOptions
@@ -80,6 +82,14 @@ def _to_step_list(raw: Any) -> str:
     return ",".join(names)
 
 
+def _to_rate_limits(raw: Any) -> str:
+    """Rate limits in the limits library's notation ("10/second;300/minute"), checked; "" for none."""
+    text = str(raw).strip()
+    if text:
+        parse_many(text)  # raises ValueError naming what it cannot read
+    return text
+
+
 def _to_seconds(raw: Any) -> float:
     """A duration: a number of seconds, or a number with a unit s, m, h or d ("7d", "90m")."""
     if isinstance(raw, bool):
@@ -132,11 +142,14 @@ class Settings:
         parse=_to_seconds,
     )
     rate_limit: str = option(
-        "20/second;600/minute",
+        "50/second;3000/minute",
         "requests one API key (or client address) may make, in the limits library's notation; empty: none",
+        parse=_to_rate_limits,
     )
     create_rate_limit: str = option(
-        "5/second;120/minute", "sessions one API key (or client address) may create; empty: none"
+        "10/second;300/minute",
+        "sessions one API key (or client address) may create; empty: none",
+        parse=_to_rate_limits,
     )
     pending_ttl: float = option(
         3600.0,
@@ -263,7 +276,9 @@ class Settings:
             step_timeout=self.step_timeout,
             subscriber_buffer=self.subscriber_buffer,
             retention=self.retention,
+            pending_ttl=self.pending_ttl,
             max_sessions=self.max_sessions,
+            max_pending_per_client=self.max_pending_per_client,
             max_topic_length=self.max_topic_length,
             retries=self.retries,
             retry_initial_delay=self.retry_initial_delay,

@@ -6,7 +6,11 @@
      │    ├── PromptError      a prompt file is missing or malformed; the message names the file
      │    └── ContentError     a file of the builtin provider's text is missing or malformed
      ├── InvalidInput          bad input from a client (HTTP 400)
-     │    └── PayloadTooLarge  the request body is over max_body_size (413)
+     │    ├── PayloadTooLarge  the request body is over max_body_size (413)
+     │    └── NotJSON          a request body that is not application/json (415)
+     ├── Unauthorized          no valid API key (401)
+     ├── Forbidden             an origin or Host this service does not serve (403)
+     ├── Throttled             over a rate limit or the pending-session cap (429); `retry_after`
      ├── NotFound              nothing by that name (404)
      │    ├── SessionNotFound  no session with that id
      │    └── ImageNotFound    the session has no image by that name
@@ -15,6 +19,7 @@
      ├── Unavailable           the service cannot do this right now (503)
      │    ├── ShuttingDown     it is draining and takes no new work
      │    ├── StoreUnavailable the store cannot be opened, read or written
+     │    │    └── NotRecorded a state change the store did not take
      │    └── TooManySessions  max_sessions is reached and nothing finished can make room
      ├── ProviderError         the model server failed; a `transient` one is worth retrying
      └── StepFailed            a step of the pipeline failed; `step` names it
@@ -56,6 +61,27 @@ class PayloadTooLarge(InvalidInput):
     pass
 
 
+class NotJSON(InvalidInput):
+    pass
+
+
+class Unauthorized(OrchestratorError):
+    pass
+
+
+class Forbidden(OrchestratorError):
+    pass
+
+
+class Throttled(OrchestratorError):
+    def __init__(
+        self, message: str, retry_after: float | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers or {}  # e.g. RateLimit and RateLimit-Policy
+
+
 class NotFound(OrchestratorError):
     pass
 
@@ -87,7 +113,14 @@ class ShuttingDown(Unavailable):
 
 
 class StoreUnavailable(Unavailable):
-    pass
+    # The message names the file, for the log; a client is told only this.
+    public = "the session store cannot be used right now; try again later"
+
+
+class NotRecorded(StoreUnavailable):
+    def __init__(self, change: str, cause: BaseException) -> None:
+        super().__init__(f"the {change} could not be recorded: {cause}")
+        self.public = f"the {change} could not be stored, so it did not happen; try again later"
 
 
 class TooManySessions(Unavailable):

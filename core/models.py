@@ -147,13 +147,16 @@ class Session:
     # completed step handed on to the next (its checkpoint), and when its run first started
     # (wall clock, ns), so a run resumed after a restart still reports its whole duration.
     last_event_id: int = 0
+    # Who created it: an API key's name, or "anon:<address>" when the service has no keys. Never
+    # shown; it decides who may see the session and whose pending cap it counts against.
+    owner: str = ""
     checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     run_started_ns: int = 0
 
     @classmethod
-    def new(cls, topic: str, metadata: dict[str, Any] | None = None) -> Session:
+    def new(cls, topic: str, metadata: dict[str, Any] | None = None, owner: str = "") -> Session:
         steps = [SessionStep(id=f"step-{i}", name=name) for i, name in enumerate(STEP_NAMES, start=1)]
-        return cls(id=str(uuid.uuid4()), topic=topic, steps=steps, metadata=dict(metadata or {}))
+        return cls(id=str(uuid.uuid4()), topic=topic, steps=steps, metadata=dict(metadata or {}), owner=owner)
 
     def touch(self) -> None:
         self.updated_at = utcnow()

@@ -54,17 +54,22 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def newest(
-        self, limit: int, status: SessionStatus | None = None, before: str | None = None
+        self,
+        limit: int,
+        status: SessionStatus | None = None,
+        before: str | None = None,
+        owner: str | None = None,
     ) -> list[Session]:
-        """Newest first; `before` is the id of a session, and only older ones are listed."""
+        """Newest first; `before` is the id of a session, and only older ones are listed; `owner`
+        keeps only the sessions it created."""
 
     @abstractmethod
     async def unfinished(self) -> list[Session]:
         """Sessions a stop left running or interrupted, oldest first."""
 
     @abstractmethod
-    async def count(self) -> dict[str, int]:
-        """How many sessions there are in each status."""
+    async def count(self, owner: str | None = None) -> dict[str, int]:
+        """How many sessions there are in each status (of one owner's, if given)."""
 
     @abstractmethod
     def append_events(
@@ -85,9 +90,13 @@ class SessionStore(ABC):
     async def get_image(self, session_id: str, name: str) -> StoredImage | None: ...
 
     @abstractmethod
-    async def prune(self, finished_before: datetime, keep_at_most: int) -> list[str]:
-        """Delete finished sessions last updated before the time, then the oldest finished ones
-        until at most `keep_at_most` sessions are left; returns the ids deleted."""
+    async def prune(
+        self, finished_before: datetime, keep_at_most: int, pending_before: datetime | None = None
+    ) -> list[str]:
+        """Delete finished sessions last updated before `finished_before` and, if given, pending ones
+        created before `pending_before`; then the oldest finished ones (and, with `pending_before`,
+        then the oldest pending ones) until at most `keep_at_most` sessions are left. Running and
+        interrupted sessions are never deleted. Returns the ids deleted."""
 
     @abstractmethod
     async def describe(self) -> dict[str, Any]:

@@ -10,18 +10,25 @@ from typing import Any
 import tornado.web
 import ujson
 
+from conf.keys import Identity
 from conf.settings import Settings
 from core.context import request_id_var, session_id_var
 from core.errors import (
+    Forbidden,
     InvalidInput,
     NotFound,
+    NotJSON,
     OrchestratorError,
     PayloadTooLarge,
     ResultNotReady,
     SessionConflict,
+    Throttled,
+    Unauthorized,
     Unavailable,
 )
 from core.events import dumps
+from core.models import Session
+from handlers.access import STATE_CHANGING, Access, RateState
 from workflow.engine import Engine
 
 log = logging.getLogger("orchestrator.http")
@@ -30,6 +37,10 @@ log = logging.getLogger("orchestrator.http")
 ERROR_STATUS: dict[type[OrchestratorError], int] = {
     InvalidInput: 400,
     PayloadTooLarge: 413,
+    NotJSON: 415,
+    Unauthorized: 401,
+    Forbidden: 403,
+    Throttled: 429,
     ResultNotReady: 400,
     NotFound: 404,
     SessionConflict: 409,
@@ -40,6 +51,14 @@ CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 CORS_HEADERS = "Accept, Authorization, Content-Type, X-CSRF-Token"
 CORS_EXPOSE = "Link"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+DECIMAL = re.compile(r"^-?[0-9]{1,18}$")
+JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
+# Not only the headers of the answers below: every answer carries these (see JSONErrors).
+HARDENING = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def status_for(exc: BaseException) -> int | None:
@@ -50,11 +69,63 @@ def status_for(exc: BaseException) -> int | None:
     return None
 
 
-@tornado.web.stream_request_body
-class BaseHandler(tornado.web.RequestHandler):
-    """Bodies are streamed in so that one over the limit gets a JSON 413 before it is read whole."""
+class JSONErrors(tornado.web.RequestHandler):
+    """Every error as `{"error": ..., "status": ...}`, through `status_for`; no version header."""
 
     request_id = ""
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")  # the version of what runs here is nobody's business
+        for name, value in HARDENING.items():
+            self.set_header(name, value)
+        if self.request_id:  # error answers clear the headers and come back here
+            self.set_header("X-Request-ID", self.request_id)
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        mapped = status_for(exc) if exc is not None else None
+        super().send_error(mapped or status_code, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if exc is not None and status_for(exc):
+            # An error may say more than a client should hear (a file's path): `public` if it has one.
+            message = getattr(exc, "public", None) or str(exc)
+        elif status_code >= 500:
+            message = f"internal server error (request id {self.request_id or '-'})"
+        else:
+            message = self._reason
+        if isinstance(exc, Unauthorized):
+            self.set_header("WWW-Authenticate", 'Bearer realm="orchestrator"')
+        if isinstance(exc, Throttled):
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(dumps({"error": message, "status": status_code}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # Errors the service raised on purpose are answers, not incidents: no traceback.
+        status = status_for(value)
+        if status:
+            log.info("%s %s answered %s: %s", self.request.method, self.request.uri, status, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+
+@tornado.web.stream_request_body
+class BaseHandler(JSONErrors):
+    """Bodies are streamed in so that one over the limit gets a JSON 413 before it is read whole.
+
+    `prepare` applies the access rules to every request: the Host (without keys), the Origin of a
+    state change, the API key (`needs_key`), the rate limit (`rate_limited`), and the body's type.
+    """
+
+    needs_key = True  # with keys configured, a request without one is a 401
+    rate_limited = True
+    identity: Identity | None = None
+    rate: RateState | None = None
     _body = bytearray()
 
     @property
@@ -64,6 +135,20 @@ class BaseHandler(tornado.web.RequestHandler):
     @property
     def config(self) -> Settings:
         return self.application.settings["config"]
+
+    @property
+    def access(self) -> Access:
+        return self.application.settings["access"]
+
+    @property
+    def caller(self) -> str:
+        """Who is asking, for ownership and limits: the key's name, or the client's address."""
+        return self.identity.name if self.identity else f"anon:{self.request.remote_ip}"
+
+    @property
+    def owner_filter(self) -> str | None:
+        """Whose sessions this caller sees: its own with a key, every one as admin or without keys."""
+        return self.identity.name if self.identity and not self.identity.admin else None
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -75,9 +160,47 @@ class BaseHandler(tornado.web.RequestHandler):
             session_id_var.set(self.path_args[0])
         self.set_header("X-Request-ID", self.request_id)
         self._body = bytearray()
+        self.access.check_host(self.request)
+        if self.request.method == "OPTIONS":
+            return  # a CORS preflight carries no credentials and changes nothing
+        if self.request.method in STATE_CHANGING:
+            self.access.check_origin(self.request)
+        self.identity = self.access.identify(self.request)
+        if self.needs_key and self.access.keys and self.identity is None and not self.other_credentials():
+            raise Unauthorized("this API needs a key: send Authorization: Bearer <key>")
+        if self.rate_limited:
+            self.rate = self.access.rates.hit("requests", self.caller)
+            self._rate_headers()
+        self._check_body_headers()
+
+    async def owned(self, session_id: str) -> Session:
+        """The session, if this caller may see it; 404 otherwise (another's is not revealed)."""
+        return await self.engine.get_owned(session_id, self.owner_filter)
+
+    def stream_url(self, session_id: str) -> str:
+        """Where EventSource reads the session: with keys on, with a token that grants just that."""
+        url = f"/api/sessions/{session_id}/run"
+        return f"{url}?token={self.access.tokens.sign(session_id)}" if self.access.keys else url
+
+    def other_credentials(self) -> bool:
+        """Whether the request proves its right some other way than a key (a stream token)."""
+        return False
+
+    def _check_body_headers(self) -> None:
         declared = self.request.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.config.max_body_size:
             raise self._too_large()
+        has_body = (declared not in (None, "0")) or "Transfer-Encoding" in self.request.headers
+        if has_body and self.request.method in STATE_CHANGING:
+            content_type = self.request.headers.get("Content-Type", "")
+            if not JSON_TYPE.match(content_type):
+                # A page may send text/plain cross-site without asking first: JSON it must ask for.
+                raise NotJSON(f"the request body must be application/json, not {content_type or 'untyped'}")
+
+    def _rate_headers(self) -> None:
+        if self.rate is not None:
+            self.set_header("RateLimit-Policy", self.rate.policy)
+            self.set_header("RateLimit", self.rate.limit)
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
@@ -110,10 +233,9 @@ class BaseHandler(tornado.web.RequestHandler):
         raw = self.get_query_argument(name, None)
         if raw is None or raw == "":
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InvalidInput(f"{name} must be an integer") from None
+        if not DECIMAL.match(raw):  # int() would take "²" or Arabic-Indic digits, and 4,300 of them
+            raise InvalidInput(f"{name} must be an integer")
+        value = int(raw)
         if not minimum <= value <= maximum:
             raise InvalidInput(f"{name} must be between {minimum} and {maximum}")
         return value
@@ -121,6 +243,7 @@ class BaseHandler(tornado.web.RequestHandler):
     # -- response --------------------------------------------------------------------------------
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         allowed = self.config.allowed_origins
         origin = self.request.headers.get("Origin")
         if "*" in allowed:
@@ -132,8 +255,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Access-Control-Allow-Methods", CORS_METHODS)
         self.set_header("Access-Control-Allow-Headers", CORS_HEADERS)
         self.set_header("Access-Control-Expose-Headers", CORS_EXPOSE)
-        if self.request_id:  # error answers clear the headers and come back here
-            self.set_header("X-Request-ID", self.request_id)
+        self._rate_headers()  # a 429 is answered with the headers cleared: say them again
 
     def options(self, *args: str) -> None:
         """CORS preflight: the headers are already set; nothing else to say."""
@@ -145,33 +267,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(dumps(value))
 
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        mapped = status_for(exc) if exc is not None else None
-        super().send_error(mapped or status_code, **kwargs)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if exc is not None and status_for(exc):
-            message = str(exc)
-        elif status_code >= 500:
-            message = f"internal server error (request id {self.request_id or '-'})"
-        else:
-            message = self._reason
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(dumps({"error": message, "status": status_code}))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        # Errors the service raised on purpose are answers, not incidents: no traceback.
-        status = status_for(value)
-        if status:
-            log.info("%s %s answered %s: %s", self.request.method, self.request.uri, status, value)
-        else:
-            super().log_exception(typ, value, tb)
-
 
 class NotFoundHandler(BaseHandler):
     """Every path no route matches: a JSON 404 instead of Tornado's HTML page."""
+
+    needs_key = False
 
     def prepare(self) -> None:
         super().prepare()

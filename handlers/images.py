@@ -15,6 +15,7 @@ class ImageHandler(BaseHandler):
     async def get(self, session_id: str, name: str) -> None:
         if not IMAGE_NAME.match(name):
             raise InvalidInput("invalid image name")
+        await self.owned(session_id)
         image = await self.engine.get_image(session_id, name)
         self.set_header("Content-Type", image.content_type)
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -22,3 +23,6 @@ class ImageHandler(BaseHandler):
         self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
         self.set_header("Cache-Control", "private, max-age=86400")
         self.finish(image.data)
+
+    async def head(self, session_id: str, name: str) -> None:
+        await self.get(session_id, name)  # Tornado sends the headers and drops the body

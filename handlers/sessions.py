@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from core.models import Session
 from handlers.base import BaseHandler
 
 DEFAULT_PAGE = 20
@@ -10,18 +13,19 @@ MAX_PAGE = 100
 
 class SessionsHandler(BaseHandler):
     async def post(self) -> None:
-        """Create a session for a topic; answers once it is stored, with its id."""
-        session = await self.engine.create_session(self.json_body().get("topic"))
+        """Create a session for a topic; answers once it is stored, with its id and stream URL."""
+        self.access.rates.hit("creates", self.caller)
+        session = await self.engine.create_session(self.json_body().get("topic"), owner=self.caller)
         self.set_header("Location", f"/api/sessions/{session.id}")
-        self.write_json({"id": session.id}, status=201)
+        self.write_json({"id": session.id, "stream_url": self.stream_url(session.id)}, status=201)
 
     async def get(self) -> None:
         """Sessions, newest first; `?limit=` (1-100, default 20), `?status=`, and `?before=<id>` for
-        the next page (the answer's `next_before`, null on the last page)."""
+        the next page (the answer's `next_before`, null on the last page). A key sees its own."""
         limit = self.int_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE)
         status = self.get_query_argument("status", None) or None
         before = self.get_query_argument("before", None) or None
-        sessions = await self.engine.list_sessions(limit, status, before)
+        sessions = await self.engine.list_sessions(limit, status, before, owner=self.owner_filter)
         next_before = sessions[-1].id if len(sessions) == limit else None
         self.write_json(
             {"sessions": [s.to_json() for s in sessions], "count": len(sessions), "next_before": next_before}
@@ -30,23 +34,29 @@ class SessionsHandler(BaseHandler):
 
 class SessionHandler(BaseHandler):
     async def get(self, session_id: str) -> None:
-        session = await self.engine.get_session(session_id)
-        self.write_json(session.to_json())
+        session = await self.owned(session_id)
+        self.write_json(self.session_json(session))
 
     async def delete(self, session_id: str) -> None:
         """Cancel the session if it is running, then forget it with its events and images."""
+        await self.owned(session_id)
         await self.engine.delete(session_id)
         self.set_status(204)
         self.finish()
 
+    def session_json(self, session: Session) -> dict[str, Any]:
+        return {**session.to_json(), "stream_url": self.stream_url(session.id)}
+
 
 class ResultHandler(BaseHandler):
     async def get(self, session_id: str) -> None:
+        await self.owned(session_id)
         result = await self.engine.get_result(session_id)
         self.write_json(result.to_json())
 
 
 class CancelHandler(BaseHandler):
     async def post(self, session_id: str) -> None:
+        await self.owned(session_id)
         session = await self.engine.cancel(session_id)
         self.write_json(session.to_json())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from tornado.iostream import IOStream, StreamClosedError
 
@@ -13,6 +14,7 @@ from handlers.base import BaseHandler
 from workflow.eventlog import CloseReason, Subscription
 
 log = logging.getLogger("orchestrator.stream")
+LAST_EVENT_ID = re.compile(r"^[0-9]{1,19}$")
 
 
 class OpenStreams:
@@ -51,24 +53,48 @@ class RunHandler(BaseHandler):
     POST starts a pending session (409 otherwise) and streams it from the start. GET is what
     EventSource sends: it starts a pending session or attaches to it, replaying from after
     Last-Event-ID (header, or `?last_event_id=` for a first request that cannot set headers).
+
+    With keys configured, a GET may show the session's stream token (`?token=`) instead of a key,
+    since EventSource cannot send headers. Since a GET can start work, it is refused from an
+    origin CORS does not allow, like any other state change.
     """
 
     subscription: Subscription | None = None
     _waiter: asyncio.Future[list[Event]] | None = None
 
+    def other_credentials(self) -> bool:
+        # A token opens the stream of one session, read as EventSource reads it: GET only.
+        token = self.get_query_argument("token", None)
+        if self.request.method != "GET" or token is None:
+            return False
+        return self.access.tokens.valid(self.path_args[0], token)
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.request.method == "GET":
+            self.access.check_origin(self.request)
+
     async def post(self, session_id: str) -> None:
+        await self._authorized(session_id)
         await self._stream(session_id, after_id=0, must_start=True)
 
     async def get(self, session_id: str) -> None:
+        await self._authorized(session_id)
         await self._stream(session_id, after_id=self._last_event_id(), must_start=False)
+
+    async def _authorized(self, session_id: str) -> None:
+        if self.identity is not None or not self.access.keys:
+            await self.owned(session_id)
+        # Otherwise prepare() accepted this session's own token, which is all a token can open.
 
     def _last_event_id(self) -> int:
         raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument("last_event_id", "")
         raw = raw.strip()
         if not raw:
             return 0
-        if not raw.isdigit():
-            raise InvalidInput("Last-Event-ID must be a non-negative integer")
+        # Plain ASCII digits that fit the ids' 64 bits: int() would also take "²", "①" and 4,300 digits.
+        if not LAST_EVENT_ID.match(raw) or int(raw) >= 2**63:
+            raise InvalidInput("Last-Event-ID must be a non-negative integer below 2^63")
         return int(raw)
 
     async def _stream(self, session_id: str, after_id: int, must_start: bool) -> None:

@@ -26,6 +26,8 @@ class MemoryStore(SessionStore):
         self._rows: dict[str, Row] = {}  # insertion order is creation order
         self._status: dict[str, SessionStatus] = {}
         self._updated: dict[str, datetime] = {}
+        self._created: dict[str, datetime] = {}
+        self._owner: dict[str, str] = {}
         self._events: dict[str, list[Event]] = {}
         self._images: dict[str, dict[str, StoredImage]] = {}
 
@@ -33,6 +35,8 @@ class MemoryStore(SessionStore):
         self._rows[session.id] = session_to_row(session)
         self._status[session.id] = session.status
         self._updated[session.id] = session.updated_at
+        self._created[session.id] = session.created_at
+        self._owner[session.id] = session.owner
 
     def _session(self, session_id: str) -> Session:
         log = self._events[session_id]
@@ -61,23 +65,35 @@ class MemoryStore(SessionStore):
         self._images.pop(session_id, None)
         self._status.pop(session_id, None)
         self._updated.pop(session_id, None)
+        self._created.pop(session_id, None)
+        self._owner.pop(session_id, None)
         return self._rows.pop(session_id, None) is not None
 
     async def newest(
-        self, limit: int, status: SessionStatus | None = None, before: str | None = None
+        self,
+        limit: int,
+        status: SessionStatus | None = None,
+        before: str | None = None,
+        owner: str | None = None,
     ) -> list[Session]:
         newest_first = list(reversed(self._rows))
         if before is not None:
             position = newest_first.index(before) if before in self._rows else len(newest_first)
             newest_first = newest_first[position + 1 :]
-        wanted = [i for i in newest_first if status is None or self._status[i] == status][:limit]
+        wanted = [
+            i
+            for i in newest_first
+            if (status is None or self._status[i] == status) and (owner is None or self._owner[i] == owner)
+        ][:limit]
         return [self._session(session_id) for session_id in wanted]
 
     async def unfinished(self) -> list[Session]:
         return [self._session(i) for i, status in self._status.items() if status in UNFINISHED]
 
-    async def count(self) -> dict[str, int]:
-        return dict(Counter(status.value for status in self._status.values()))
+    async def count(self, owner: str | None = None) -> dict[str, int]:
+        return dict(
+            Counter(s.value for i, s in self._status.items() if owner is None or self._owner[i] == owner)
+        )
 
     def append_events(
         self, session_id: str, events: Sequence[Event], session: Session | None = None
@@ -105,12 +121,18 @@ class MemoryStore(SessionStore):
     async def get_image(self, session_id: str, name: str) -> StoredImage | None:
         return self._images.get(session_id, {}).get(name)
 
-    async def prune(self, finished_before: datetime, keep_at_most: int) -> list[str]:
+    async def prune(
+        self, finished_before: datetime, keep_at_most: int, pending_before: datetime | None = None
+    ) -> list[str]:
         finished = [i for i, status in self._status.items() if status in FINISHED]  # oldest first
+        pending = [i for i, status in self._status.items() if status == SessionStatus.PENDING]
         doomed = [i for i in finished if self._updated[i] < finished_before]
+        if pending_before is not None:
+            doomed += [i for i in pending if self._created[i] < pending_before]
         excess = len(self._rows) - len(doomed) - keep_at_most
         if excess > 0:
-            doomed += [i for i in finished if i not in doomed][:excess]
+            candidates = finished + (pending if pending_before is not None else [])
+            doomed += [i for i in candidates if i not in set(doomed)][:excess]
         for session_id in doomed:
             await self.delete(session_id)
         return doomed

@@ -22,6 +22,7 @@ COLUMNS = (
     "steps",
     "metadata",
     "checkpoints",
+    "owner",
 )
 
 
@@ -37,6 +38,7 @@ def session_to_row(session: Session) -> Row:
         dumps([step.to_json() for step in session.steps]),
         dumps(session.metadata),
         dumps(session.checkpoints),
+        session.owner,
     )
 
 
@@ -56,4 +58,5 @@ def session_from_row(row: Row, last_event_id: int) -> Session:
         last_event_id=last_event_id,
         checkpoints=ujson.loads(values["checkpoints"]),
         run_started_ns=values["run_started_ns"],
+        owner=values["owner"],
     )

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     result TEXT,
     steps TEXT NOT NULL,
     metadata TEXT NOT NULL,
-    checkpoints TEXT NOT NULL
+    checkpoints TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''  -- the API key (or client address) that created it
 );
 CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
 """
@@ -47,7 +48,12 @@ CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
     + IMAGES_TABLE.format(name="images")
 )
 
-# Version 1 had no foreign keys and no event type column. Orphans it may hold are dropped.
+# Made after any migration, since they may name columns an older file lacks.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (owner, status);
+"""
+
+# Version 1 had no foreign keys, no event type column and no owner. Orphans it may hold are dropped.
 MIGRATE_1_TO_2 = (
     EVENTS_TABLE.format(name="events_v2")
     + IMAGES_TABLE.format(name="images_v2")
@@ -60,6 +66,7 @@ ALTER TABLE events_v2 RENAME TO events;
 INSERT INTO images_v2 SELECT * FROM images WHERE session_id IN (SELECT id FROM sessions);
 DROP TABLE images;
 ALTER TABLE images_v2 RENAME TO images;
+ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT '';
 UPDATE meta SET value = '2' WHERE key = 'schema_version';
 """
 )
@@ -78,3 +85,4 @@ def prepare(connection: sqlite3.Connection) -> None:
         )
     elif int(row[0]) == 1:
         connection.executescript(f"BEGIN IMMEDIATE; {MIGRATE_1_TO_2} COMMIT;")
+    connection.executescript(INDEXES)

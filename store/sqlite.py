@@ -160,9 +160,16 @@ class SQLiteStore(SessionStore):
         return bool(await self._write(lambda c: _delete_sessions(c, [session_id])))
 
     async def newest(
-        self, limit: int, status: SessionStatus | None = None, before: str | None = None
+        self,
+        limit: int,
+        status: SessionStatus | None = None,
+        before: str | None = None,
+        owner: str | None = None,
     ) -> list[Session]:
         conditions, params = [], []
+        if owner is not None:
+            conditions.append("owner = ?")
+            params.append(owner)
         if status is not None:
             conditions.append("status = ?")
             params.append(status.value)
@@ -188,10 +195,13 @@ class SQLiteStore(SessionStore):
 
         return await self._read(query)
 
-    async def count(self) -> dict[str, int]:
-        rows = await self._read(
-            lambda c: c.execute("SELECT status, COUNT(*) FROM sessions GROUP BY status").fetchall()
-        )
+    async def count(self, owner: str | None = None) -> dict[str, int]:
+        params: tuple[str, ...] = ()
+        if owner is None:
+            sql = "SELECT status, COUNT(*) FROM sessions GROUP BY status"
+        else:
+            sql, params = "SELECT status, COUNT(*) FROM sessions WHERE owner = ? GROUP BY status", (owner,)
+        rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return dict(rows)
 
     # -- events and images ---------------------------------------------------------------------
@@ -239,24 +249,34 @@ class SQLiteStore(SessionStore):
 
     # -- upkeep --------------------------------------------------------------------------------
 
-    async def prune(self, finished_before: datetime, keep_at_most: int) -> list[str]:
+    async def prune(
+        self, finished_before: datetime, keep_at_most: int, pending_before: datetime | None = None
+    ) -> list[str]:
         finished = tuple(s.value for s in FINISHED)
         marks = ", ".join("?" * len(finished))
+        pending = SessionStatus.PENDING.value
+
+        def oldest(connection: sqlite3.Connection, condition: str, params: tuple[Any, ...]) -> list[str]:
+            rows = connection.execute(f"SELECT id FROM sessions WHERE {condition} ORDER BY seq", params)
+            return [row[0] for row in rows]
 
         def write(connection: sqlite3.Connection) -> list[str]:
-            old = connection.execute(
-                f"SELECT id FROM sessions WHERE status IN ({marks}) AND updated_at < ?",
-                (*finished, rfc3339(finished_before)),
-            ).fetchall()
-            doomed = [row[0] for row in old]
+            doomed = oldest(
+                connection, f"status IN ({marks}) AND updated_at < ?", (*finished, rfc3339(finished_before))
+            )
+            if pending_before is not None:
+                doomed += oldest(
+                    connection, "status = ? AND created_at < ?", (pending, rfc3339(pending_before))
+                )
             total = connection.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
             excess = total - len(doomed) - keep_at_most
             if excess > 0:
-                oldest = connection.execute(
-                    f"SELECT id FROM sessions WHERE status IN ({marks}) ORDER BY seq LIMIT ?",
-                    (*finished, excess + len(doomed)),
-                ).fetchall()
-                doomed += [row[0] for row in oldest if row[0] not in doomed][:excess]
+                # Room is made from the oldest finished sessions, then (when eviction is allowed)
+                # from the oldest that nobody ever ran: never from running or interrupted ones.
+                candidates = oldest(connection, f"status IN ({marks})", finished)
+                if pending_before is not None:
+                    candidates += oldest(connection, "status = ?", (pending,))
+                doomed += [i for i in candidates if i not in set(doomed)][:excess]
             _delete_sessions(connection, doomed)
             return doomed
 

@@ -90,9 +90,13 @@ def config_overrides() -> dict[str, Any]:
     return {}
 
 
+# Tests fire requests far faster than any client should: rate limits are tested where they are named.
+NO_RATE_LIMITS = {"rate_limit": "", "create_rate_limit": ""}
+
+
 @pytest.fixture
 def config(config_overrides: dict[str, Any]) -> Settings:
-    return settings_for_tests(**config_overrides)
+    return settings_for_tests(**{**NO_RATE_LIMITS, **config_overrides})
 
 
 @pytest.fixture
@@ -135,6 +139,8 @@ class API:
             raw = ujson.dumps(body).encode()
         if raw is None and method in ("POST", "PUT"):
             raw = b""
+        if raw:  # as every JSON client does; a body of another type is a 415
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         response = await self.client.fetch(
             self.base_url + path, method=method, body=raw, raise_error=False, request_timeout=15, **kwargs
         )

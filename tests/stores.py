@@ -43,15 +43,19 @@ class BreakableStore(SessionStore):
         return await self.inner.delete(session_id)
 
     async def newest(
-        self, limit: int, status: SessionStatus | None = None, before: str | None = None
+        self,
+        limit: int,
+        status: SessionStatus | None = None,
+        before: str | None = None,
+        owner: str | None = None,
     ) -> list[Session]:
-        return await self.inner.newest(limit, status, before)
+        return await self.inner.newest(limit, status, before, owner)
 
     async def unfinished(self) -> list[Session]:
         return await self.inner.unfinished()
 
-    async def count(self) -> dict[str, int]:
-        return await self.inner.count()
+    async def count(self, owner: str | None = None) -> dict[str, int]:
+        return await self.inner.count(owner)
 
     def append_events(
         self, session_id: str, events: Sequence[Event], session: Session | None = None
@@ -72,9 +76,11 @@ class BreakableStore(SessionStore):
     async def get_image(self, session_id: str, name: str) -> StoredImage | None:
         return await self.inner.get_image(session_id, name)
 
-    async def prune(self, finished_before: datetime, keep_at_most: int) -> list[str]:
+    async def prune(
+        self, finished_before: datetime, keep_at_most: int, pending_before: datetime | None = None
+    ) -> list[str]:
         self._check()
-        return await self.inner.prune(finished_before, keep_at_most)
+        return await self.inner.prune(finished_before, keep_at_most, pending_before)
 
     async def describe(self) -> dict[str, Any]:
         return await self.inner.describe()

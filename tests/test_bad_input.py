@@ -11,8 +11,8 @@ async def post_raw(port: int, body: bytes, headers: dict[str, str]) -> tuple[int
     """POST /api/sessions over a raw socket, so any framing (chunked, lying lengths) can be sent."""
     async with asyncio.timeout(15):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        writer.write(f"POST /api/sessions HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode() + body)
+        head = "".join(f"{k}: {v}\r\n" for k, v in {"Content-Type": "application/json", **headers}.items())
+        writer.write(f"POST /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + body)
         await writer.drain()
         response = await reader.read()  # the server closes after a 413
         writer.close()

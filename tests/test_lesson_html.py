@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from workflow.lesson.html import lesson_html, topic_slug
+from workflow.lesson.html import lesson_html as render
+from workflow.lesson.html import topic_slug
 
-IMAGE = "/api/sessions/6f1c2d3e-0000-4000-8000-000000000000/images/outline-map.svg"
+SESSION = "6f1c2d3e-0000-4000-8000-000000000000"
+OTHER = "0a0b0c0d-0000-4000-8000-000000000000"
+IMAGE = f"/api/sessions/{SESSION}/images/outline-map.svg"
+
+
+def lesson_html(markdown: str) -> str:
+    return render(markdown, SESSION)
 
 
 def test_a_script_tag_in_the_lesson_is_shown_as_text():
@@ -56,10 +63,27 @@ def test_ordinary_links_are_kept_and_outside_ones_cannot_reach_the_page():
     assert '<a href="mailto:a@b.c">mail</a>' in html
 
 
-def test_the_services_own_images_and_relative_images_are_kept():
+def test_only_the_sessions_own_images_are_kept():
     html = lesson_html(f"![Lesson map]({IMAGE})\n\n![Local](outline-map.svg)\n")
     assert f'<img src="{IMAGE}" alt="Lesson map" />' in html
-    assert '<img src="outline-map.svg" alt="Local" />' in html
+    assert '<span class="image-removed">Local</span>' in html
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"api/sessions/{OTHER}/run",
+        f"../{OTHER}/run",
+        f"/api/sessions/{OTHER}/run",
+        f"/api/sessions/{OTHER}/cancel",
+        "//evil.example/x",
+        "relative/page",
+    ],
+)
+def test_links_into_the_service_are_shown_as_text_so_reading_a_lesson_starts_nothing(url):
+    html = lesson_html(f"[start it]({url}) and ![pic](/api/sessions/{OTHER}/images/outline-map.svg)")
+    assert "<a" not in html and "<img" not in html
+    assert "start it" in html and "href" not in html and OTHER not in html
 
 
 @pytest.mark.parametrize(

@@ -215,7 +215,7 @@ async def test_a_client_that_hangs_up_while_sending_a_run_body_leaves_no_pending
     session_id = await api.create()
     _, writer = await asyncio.open_connection("127.0.0.1", http_port)
     head = (
-        f"POST /api/sessions/{session_id}/run HTTP/1.1\r\nHost: x\r\n"
+        f"POST /api/sessions/{session_id}/run HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"a": '
     )
     writer.write(head.encode())

@@ -775,7 +775,7 @@ async def test_a_version_1_database_is_migrated_keeping_its_sessions_events_and_
 
 
 def _downgrade_to_version_1(path: Path, orphan_of: str) -> None:
-    """Rewrite the file as the first release laid it out: no foreign keys, no event type column."""
+    """Rewrite the file as the first release laid it out: no foreign keys, event types or owners."""
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
         connection.executescript(
             f"""
@@ -791,6 +791,8 @@ def _downgrade_to_version_1(path: Path, orphan_of: str) -> None:
             INSERT INTO images_v1 SELECT * FROM images;
             DROP TABLE images;
             ALTER TABLE images_v1 RENAME TO images;
+            DROP INDEX sessions_by_owner;
+            ALTER TABLE sessions DROP COLUMN owner;
             UPDATE meta SET value = '1' WHERE key = 'schema_version';
             COMMIT;
             """

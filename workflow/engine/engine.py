@@ -12,11 +12,13 @@ from core import events as ev
 from core.errors import (
     ImageNotFound,
     InvalidInput,
+    NotRecorded,
     ResultNotReady,
     SessionConflict,
     SessionNotFound,
     ShuttingDown,
     StoreUnavailable,
+    Throttled,
     TooManySessions,
 )
 from core.events import make_event
@@ -71,8 +73,16 @@ class Engine:
             raise SessionNotFound(session_id)
         return session
 
+    async def get_owned(self, session_id: str, owner: str | None) -> Session:
+        """The session, if `owner` may see it (None: anyone may); otherwise not found, so that a
+        caller cannot learn that another's session exists."""
+        session = await self.get_session(session_id)
+        if owner is not None and session.owner != owner:
+            raise SessionNotFound(session_id)
+        return session
+
     async def list_sessions(
-        self, limit: int, status: str | None = None, before: str | None = None
+        self, limit: int, status: str | None = None, before: str | None = None, owner: str | None = None
     ) -> list[Session]:
         try:
             wanted = SessionStatus(status) if status else None
@@ -80,8 +90,8 @@ class Engine:
             names = ", ".join(s.value for s in SessionStatus)
             raise InvalidInput(f"status must be one of {names}") from None
         if before is not None:
-            await self.get_session(before)  # an unknown cursor is a 404, not an empty page
-        sessions = await self.store.newest(limit, wanted, before)
+            await self.get_owned(before, owner)  # an unknown cursor is a 404, not an empty page
+        sessions = await self.store.newest(limit, wanted, before, owner)
         return [self.runs[s.id].session if s.id in self.runs else s for s in sessions]
 
     async def get_result(self, session_id: str) -> SessionResult:
@@ -107,17 +117,26 @@ class Engine:
 
     # -- commands -----------------------------------------------------------------------------
 
-    async def create_session(self, topic: Any, metadata: dict[str, Any] | None = None) -> Session:
-        """A new pending session, committed to the store before this returns."""
+    async def create_session(
+        self, topic: Any, metadata: dict[str, Any] | None = None, owner: str = ""
+    ) -> Session:
+        """A new pending session of `owner`'s, committed to the store before this returns."""
         topic = self._checked_topic(topic)
         self._check_accepting()
+        pending = (await self.store.count(owner)).get(SessionStatus.PENDING.value, 0)
+        if pending >= self.options.max_pending_per_client:
+            raise Throttled(
+                f"you have {pending} sessions that were never run; run or delete some first "
+                f"(they expire after {self.options.pending_ttl:g} s)",
+                retry_after=60,
+            )
         if await self._session_count() >= self.options.max_sessions:
             await self.prune(room_for=1)
             if await self._session_count() >= self.options.max_sessions:
                 raise TooManySessions(
                     f"{self.options.max_sessions} sessions are kept and none has finished; try again later"
                 )
-        session = Session.new(topic, {"provider": self.provider.name, **(metadata or {})})
+        session = Session.new(topic, {"provider": self.provider.name, **(metadata or {})}, owner)
         await self.store.create(session)
         self._count = None if self._count is None else self._count + 1
         log.info("session %s created for topic %r", session.id, topic, extra={"session_id": session.id})
@@ -126,6 +145,8 @@ class Engine:
     def _checked_topic(self, topic: Any) -> str:
         if not isinstance(topic, str) or not topic.strip():
             raise InvalidInput("topic must be a non-blank string")
+        if "\x00" in topic or not _encodable(topic):
+            raise InvalidInput("topic must be text: no NUL character and no lone UTF-16 surrogate")
         topic = topic.strip()
         if len(topic) > self.options.max_topic_length:
             raise InvalidInput(f"topic must be at most {self.options.max_topic_length} characters")
@@ -155,9 +176,7 @@ class Engine:
             if run is not None:
                 await run.stop(StopReason.CANCELLED)
                 if run.record_error is not None:
-                    raise StoreUnavailable(
-                        f"the cancellation could not be recorded: {run.record_error}"
-                    ) from run.record_error
+                    raise NotRecorded("cancellation", run.record_error) from run.record_error
                 session = run.session
                 if session.status == SessionStatus.CANCELLED:
                     return session
@@ -176,7 +195,7 @@ class Engine:
         try:
             await self.log.append(event, session)
         except StoreUnavailable as exc:
-            raise StoreUnavailable(f"the cancellation could not be recorded: {exc}") from exc
+            raise NotRecorded("cancellation", exc) from exc
         self.log.close_session(session.id, CloseReason.ENDED)
 
     async def delete(self, session_id: str) -> None:
@@ -295,10 +314,15 @@ class Engine:
             raise ShuttingDown(SHUTDOWN)
 
     async def prune(self, room_for: int = 0) -> int:
-        """Delete finished sessions past their retention, and the oldest beyond max_sessions
-        (less `room_for`, to make room for new ones)."""
-        cutoff = utcnow() - timedelta(seconds=self.options.retention)
-        deleted = await self.store.prune(cutoff, self.options.max_sessions - room_for)
+        """Delete finished sessions past their retention and pending ones past pending_ttl; then, to
+        stay within max_sessions (less `room_for`, to make room for new ones), the oldest finished
+        ones and then the oldest that were never run. Only running work can fill the store."""
+        now = utcnow()
+        deleted = await self.store.prune(
+            now - timedelta(seconds=self.options.retention),
+            self.options.max_sessions - room_for,
+            pending_before=now - timedelta(seconds=self.options.pending_ttl),
+        )
         self._count = None
         for session_id in deleted:
             self.log.close_session(session_id, CloseReason.DELETED)
@@ -326,6 +350,14 @@ class Engine:
             await asyncio.gather(*(run.stop(StopReason.INTERRUPTED) for run in leftover))
             log.warning("interrupted %d sessions that were still running", len(leftover))
         self.log.close_all(CloseReason.SHUTDOWN)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_pending(session: Session) -> None:

@@ -12,7 +12,9 @@ class EngineOptions:
     step_timeout: float  # seconds one step may run
     subscriber_buffer: int  # events one stream may fall behind before it is cut off
     retention: float  # seconds a finished session is kept
+    pending_ttl: float  # seconds a session nobody runs is kept
     max_sessions: int
+    max_pending_per_client: int
     max_topic_length: int  # characters
     retries: int  # of a step, after a transient provider failure
     retry_initial_delay: float

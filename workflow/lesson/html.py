@@ -8,24 +8,33 @@ import unicodedata
 import mistune
 from mistune.util import escape as escape_text
 
-# The only absolute paths an image may point at: where the service serves a session's images.
-SESSION_IMAGE = re.compile(r"^/api/sessions/[A-Za-z0-9._-]+/images/[A-Za-z0-9._-]+$")
-# A relative URL that no browser can read as a scheme (no colon), a host (no leading / or \) or
-# anything else: plain path characters only.
-RELATIVE_PATH = re.compile(r"^(?![/\\])[A-Za-z0-9._~%/-]+$")
+# The only URLs an image may have: where the service serves this session's own images.
+SESSION_IMAGE = re.compile(
+    r"^/api/sessions/([A-Za-z0-9._-]+)/images/[A-Za-z0-9][A-Za-z0-9_-]*\.[a-z0-9]{2,5}$"
+)
+# Links may leave for the web, mail someone, or point within the page; never at this service,
+# where a GET of the right URL (another session's stream) would start work nobody asked for.
+OUTSIDE_LINK = re.compile(r"^(https?://[^/\\]|mailto:|#)", re.IGNORECASE)
 MAX_SLUG = 60
 
 
 class SafeLessonRenderer(mistune.HTMLRenderer):
-    """HTML with every raw tag escaped, harmful link schemes dropped, and images kept to this origin."""
+    """HTML with every raw tag escaped, links only to outside the service, and only the session's
+    own images."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(escape=True)
+        self.session_id = session_id
 
     def image(self, text: str, url: str, title: str | None = None) -> str:
-        if not is_local_image(url):
+        if not is_session_image(url, self.session_id):
             # An image from elsewhere could track the reader or carry a payload: show its words instead.
             return f'<span class="image-removed">{escape_text(text)}</span>'
         return super().image(text, url, title)
 
     def link(self, text: str, url: str, title: str | None = None) -> str:
+        if not OUTSIDE_LINK.match(url):
+            return f'<span class="link-removed">{text}</span>'
         attrs: dict[str, object] = {"href": self.sanitize_url(url), "title": title or None}
         if url.lower().startswith(("http:", "https:")):
             # A lesson's outside links must not get a handle on the page that opened them.
@@ -33,24 +42,23 @@ class SafeLessonRenderer(mistune.HTMLRenderer):
         return f"<a{self.render_attrs(attrs)}>{text}</a>"
 
 
-def is_local_image(url: str) -> bool:
-    """True for a URL of one of this service's session images, or a plain relative path."""
-    return bool(SESSION_IMAGE.match(url) or (RELATIVE_PATH.match(url) and ":" not in url))
+def is_session_image(url: str, session_id: str) -> bool:
+    """True only for the URL of one of this session's images."""
+    match = SESSION_IMAGE.match(url)
+    return bool(match and match.group(1) == session_id)
 
 
-# The lessons are written one paragraph per line, with single line breaks inside list items (quiz
-# choices) that are meant to show: hard_wrap keeps them.
-_markdown = mistune.create_markdown(
-    escape=True,
-    hard_wrap=True,
-    renderer=SafeLessonRenderer(escape=True),
-    plugins=["table", "strikethrough"],
-)
-
-
-def lesson_html(markdown: str) -> str:
-    """The lesson as an HTML fragment that is safe to put into a page as it is."""
-    html = _markdown(markdown)
+def lesson_html(markdown: str, session_id: str) -> str:
+    """The lesson of `session_id` as an HTML fragment that is safe to put into a page as it is."""
+    # The lessons are written one paragraph per line, with single line breaks inside list items
+    # (quiz choices) that are meant to show: hard_wrap keeps them.
+    render = mistune.create_markdown(
+        escape=True,
+        hard_wrap=True,
+        renderer=SafeLessonRenderer(session_id),
+        plugins=["table", "strikethrough"],
+    )
+    html = render(markdown)
     assert isinstance(html, str)
     return html
 
