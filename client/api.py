@@ -16,6 +16,10 @@ class ClientError(Exception):
     """Something the client could not do; the message says what, for a person to read."""
 
 
+class AuthError(ClientError):
+    """The service wants an API key, or did not accept the one given (a 401)."""
+
+
 def error_message(response: requests.Response) -> str:
     """The service's JSON error text, or the HTTP status line when there is none."""
     try:
@@ -24,10 +28,44 @@ def error_message(response: requests.Response) -> str:
         return f"{response.status_code} {response.reason}"
 
 
+def retry_after(response: requests.Response) -> float | None:
+    """The seconds a 429 or 503 asks the client to wait (Retry-After in seconds), if it says."""
+    value = response.headers.get("Retry-After", "").strip()
+    return float(value) if value.isdigit() else None
+
+
+def refusal(response: requests.Response, http: requests.Session) -> ClientError | None:
+    """The error for an answer that is about access or load rather than the request itself, or None.
+
+    401 becomes an AuthError that says whether a key was missing or refused; 429 says how long to wait.
+    """
+    if response.status_code == 401:
+        if http.headers.get("Authorization"):
+            return AuthError(
+                f"the service did not accept the API key ({error_message(response)}); "
+                "check --api-key or ORCH_API_KEY"
+            )
+        return AuthError(
+            f"the service needs an API key ({error_message(response)}); "
+            "give it with --api-key KEY or the ORCH_API_KEY environment variable"
+        )
+    if response.status_code == 429:
+        wait = retry_after(response)
+        later = f"try again in {wait:g} s" if wait is not None else "try again later"
+        return ClientError(f"the service is getting too many requests from this client: {later}")
+    return None
+
+
 def unreachable(base_url: str, exc: requests.RequestException) -> ClientError:
     """A short account of a failed connection, without urllib3's nesting."""
     reason = ERRNO.search(str(exc))
     return ClientError(f"cannot reach {base_url}: {reason.group(0) if reason else exc}")
+
+
+def authorize(http: requests.Session, api_key: str | None) -> None:
+    """Send `Authorization: Bearer <key>` on every request `http` makes (the API and the stream)."""
+    if api_key:
+        http.headers["Authorization"] = f"Bearer {api_key}"
 
 
 class API:
@@ -51,5 +89,8 @@ class API:
         except requests.ConnectionError as exc:
             raise unreachable(self.base_url, exc) from None
         if response.status_code != expect:
+            refused = refusal(response, self.http)
+            if refused is not None:
+                raise refused
             raise ClientError(f"{method} {path}: {error_message(response)}")
         return response

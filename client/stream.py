@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from client.api import ClientError, error_message
+from client.api import AuthError, ClientError, error_message, refusal, retry_after
 from client.sse import SSEEvent, SSEParser
 
 TERMINAL = frozenset({"final", "error"})
@@ -27,7 +27,11 @@ class StreamError(ClientError):
 
 
 class _TryAgain(Exception):
-    """This connection failed in a way that another attempt may not."""
+    """This connection failed in a way that another attempt may not; `delay` is the server's wait, if any."""
+
+    def __init__(self, why: str, delay: float | None = None) -> None:
+        super().__init__(why)
+        self.delay = delay
 
 
 @dataclass
@@ -52,6 +56,7 @@ class SessionStream:
         parser = SSEParser()
         failures = 0
         while True:
+            asked: float | None = None  # the Retry-After of a 429
             try:
                 with contextlib.closing(self._connect(parser)) as messages:
                     for message in messages:
@@ -65,7 +70,7 @@ class SessionStream:
                             return
                 why = "the server ended the stream before the session finished"
             except _TryAgain as exc:
-                why = str(exc)
+                why, asked = str(exc), exc.delay
             except (
                 requests.ConnectionError,
                 requests.Timeout,
@@ -77,6 +82,8 @@ class SessionStream:
                 raise StreamError(f"gave up after {self.max_attempts} attempts to reconnect: {why}")
             base = (parser.retry if parser.retry is not None else DEFAULT_RETRY_MS) / 1000
             delay = min(base * 2 ** (failures - 1), max(base, MAX_DELAY))
+            if asked is not None:
+                delay = max(delay, asked)
             self.on_reconnect(failures, delay, why)
             self.sleep(delay)
             self.reconnects += 1
@@ -91,6 +98,10 @@ class SessionStream:
         with self.http.get(url, headers=headers, stream=True, timeout=timeout) as response:
             if response.status_code == 503:  # draining or its store is down: worth another try
                 raise _TryAgain(f"the server is unavailable: {error_message(response)}")
+            if response.status_code == 429:  # too many requests: wait as long as it asks, then go on
+                raise _TryAgain(f"the server is busy: {error_message(response)}", retry_after(response))
+            if response.status_code == 401:
+                raise refusal(response, self.http) or AuthError(error_message(response))
             if response.status_code == 204:
                 raise StreamError("the server says this client already had the session's last event")
             if response.status_code != 200:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 
+import pytest
 import requests
 
 from tests.live import get_json, live_server, run_to_completion, step_outputs
-from tests.server_process import PROJECT
+from tests.server_process import PROJECT, ServerProcess
 from tests.tcp_proxy import CuttingProxy
 
 STEPS = ["analyze-topic", "generate-outline", "create-content", "generate-images", "finalize-lesson"]
@@ -20,12 +24,26 @@ server = live_server()
 # Slow enough that a cut lands mid-run; a short retry hint so the resume does not wait 3 s.
 paced_server = live_server("--pace=4000", "--sse_retry=100")
 failing_server = live_server("--step_timeout=0.01", "--pace=50")
+API_KEY = "secret-key-1"
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    # Pipes, not a terminal: what CI, a cron job or `| tee` sees. No colour forced from outside.
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS")}
+@pytest.fixture(scope="module")
+def keyed_server() -> Iterator[ServerProcess]:
+    """A server that wants `Authorization: Bearer secret-key-1` on every API request."""
+    process = ServerProcess(env={"ORCH_API_KEYS": f"tester:{API_KEY}"})
+    yield process
+    process.kill()
+
+
+def run_cli(
+    *args: str, timeout: float = 60, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    # Pipes, not a terminal: what CI, a cron job or `| tee` sees. No colour forced from outside, and
+    # no API key from outside either.
+    dropped = ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS", "ORCH_API_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["PYTHONIOENCODING"] = "utf-8"
+    env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "client", *args],
         cwd=PROJECT,
@@ -190,3 +208,132 @@ def test_the_client_does_not_load_the_services_code():
         [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, encoding="utf-8", timeout=30
     )
     assert done.stdout.strip() == "[]", done.stderr
+
+
+# -- a service with API keys ----------------------------------------------------------------------
+
+
+def keyed_get(base_url: str, path: str) -> requests.Response:
+    response = requests.get(base_url + path, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+    response.raise_for_status()
+    return response
+
+
+def test_with_an_api_key_the_cli_runs_a_lesson_to_the_end_and_saves_it(keyed_server, tmp_path):
+    done = run_cli("photosynthesis", "--api-key", API_KEY, "--url", keyed_server.url, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert f"Lesson saved to {tmp_path / 'photosynthesis.md'}" in done.stdout
+    session_id = done.stdout.split("session ", 1)[1].split(" ", 1)[0]
+    # What was saved is what the service holds, images included (fetched with the key too).
+    result = keyed_get(keyed_server.url, f"/api/sessions/{session_id}/result").json()
+    markdown = result["lesson"]
+    for name, url in result["images"].items():
+        assert (tmp_path / f"photosynthesis-{name}").read_bytes() == keyed_get(keyed_server.url, url).content
+        markdown = markdown.replace(f"]({url})", f"](photosynthesis-{name})")
+    assert (tmp_path / "photosynthesis.md").read_text(encoding="utf-8") == markdown
+
+
+def test_the_api_key_can_come_from_the_environment(keyed_server, tmp_path):
+    done = run_cli(
+        "binary search",
+        "--json",
+        "--url",
+        keyed_server.url,
+        "--out",
+        str(tmp_path),
+        env_extra={"ORCH_API_KEY": API_KEY},
+    )
+    assert done.returncode == 0, done.stderr
+    kinds = [event["type"] for event in json_events(done.stdout)]
+    assert kinds[0] == "connected" and kinds[-1] == "final"
+    assert (tmp_path / "binary-search.md").is_file()
+
+
+def test_without_an_api_key_the_cli_exits_1_and_says_an_api_key_is_needed(keyed_server, tmp_path):
+    done = run_cli("photosynthesis", "--url", keyed_server.url, "--out", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    assert "API key" in done.stderr and "--api-key" in done.stderr and "ORCH_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_api_key_exits_1_and_says_the_key_was_not_accepted(keyed_server, tmp_path):
+    wrong = ("--api-key", "not-the-key", "--url", keyed_server.url, "--out", str(tmp_path))
+    done = run_cli("photosynthesis", *wrong)
+    assert done.returncode == 1
+    assert "did not accept the API key" in done.stderr
+    assert "not-the-key" not in done.stderr  # the key itself is never echoed
+    # Attaching with a wrong key is refused the same way.
+    attached = run_cli("--session", "6f1c", *wrong)
+    assert attached.returncode == 1 and "API key" in attached.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+class Refusing(http.server.BaseHTTPRequestHandler):
+    """A service that refuses every request as a keyed one does without the right key."""
+
+    def do_GET(self) -> None:
+        self.refuse()
+
+    def do_POST(self) -> None:
+        self.refuse()
+
+    def refuse(self) -> None:
+        body = b'{"error": "missing or invalid API key", "status": 401}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("WWW-Authenticate", "Bearer")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        type(self).seen.append(self.headers.get("Authorization"))
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    seen: list[str | None] = []
+
+
+@pytest.mark.parametrize(
+    ("args", "env_extra", "says"),
+    [
+        ((), {}, "the service needs an API key (401 missing or invalid API key); give it with --api-key"),
+        (("--api-key", "k1"), {}, "the service did not accept the API key (401 missing or invalid API key)"),
+        ((), {"ORCH_API_KEY": "k2"}, "the service did not accept the API key"),
+        (("--session", "abc"), {}, "the service needs an API key"),
+    ],
+)
+def test_a_401_exits_1_with_a_message_about_the_api_key(args, env_extra, says, tmp_path):
+    # Against a stand-in, so the client's side of the contract is checked whatever the server does.
+    Refusing.seen = []
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing) as stub:
+        threading.Thread(target=stub.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{stub.server_address[1]}"
+        topic = () if "--session" in args else ("photosynthesis",)
+        done = run_cli(*topic, *args, "--url", url, "--out", str(tmp_path), env_extra=env_extra)
+        stub.shutdown()
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: " + says) and done.stderr.count("\n") == 1
+    assert done.stdout == ""
+    key = "k1" if "k1" in args else env_extra.get("ORCH_API_KEY")
+    assert Refusing.seen == [f"Bearer {key}" if key else None]
+
+
+def test_the_cli_sends_the_key_on_every_request_it_makes(keyed_server, tmp_path):
+    # Through a proxy that records every request head: the create, the stream, the lesson, the images.
+    with CuttingProxy(keyed_server.port, cut_after=10**9) as proxy:
+        done = run_cli("photosynthesis", "--api-key", API_KEY, "--url", proxy.url, "--out", str(tmp_path))
+        assert done.returncode == 0, done.stderr
+        heads = list(proxy.requests)
+    assert len(heads) >= 5  # POST /api/sessions, GET /run, lesson.md, two images
+    for head in heads:
+        assert f"\r\nAuthorization: Bearer {API_KEY}\r\n" in head, head.split("\r\n", 1)[0]
+
+
+def test_an_api_key_with_spaces_or_control_characters_is_a_usage_error():
+    done = run_cli("photosynthesis", "--api-key", "two words")
+    assert done.returncode == 2
+    assert "API key" in done.stderr

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+import requests
+from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
 
 from tests.browser import chromium
 from tests.live import assert_images_loaded, get_json, live_server, run_to_completion, step_outputs
+from tests.server_process import ServerProcess
 from tests.tcp_proxy import CuttingProxy
 
 RUN = 30_000  # ms any run here may take, start to lesson
@@ -18,6 +22,16 @@ server = live_server()
 # About 3 s a run (a short retry hint so a resumed stream does not wait the default 3 s).
 paced_server = live_server("--pace=3000", "--sse_retry=200")
 failing_server = live_server("--step_timeout=0.01", "--pace=50")
+API_KEY = "secret-key-1"
+KEY_HEADER = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def keyed_server() -> Iterator[ServerProcess]:
+    """A server with API keys, paced like `paced_server` so a run can be caught midway."""
+    process = ServerProcess("--pace=3000", "--sse_retry=200", env={"ORCH_API_KEYS": f"tester:{API_KEY}"})
+    yield process
+    process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +210,124 @@ def test_a_finished_lesson_fits_a_360_pixel_phone_without_sideways_scrolling(ser
     expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
     assert_images_loaded(page, 2)
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+# -- a service with API keys ----------------------------------------------------------------------
+
+
+def keyed_json(base_url: str, path: str) -> Any:
+    response = requests.get(base_url + path, headers=KEY_HEADER, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def record_api_requests(page: Page) -> list[Request]:
+    seen: list[Request] = []
+    page.on("request", lambda request: seen.append(request) if "/api/" in request.url else None)
+    return seen
+
+
+def give_key(page: Page, key: str) -> None:
+    dialog = page.get_by_role("dialog", name="API key needed")
+    expect(dialog).to_be_visible()
+    expect(page.get_by_label("API key", exact=True)).to_be_focused()
+    page.get_by_label("API key", exact=True).fill(key)
+    dialog.get_by_role("button", name="Use this key").click()
+
+
+def test_with_api_keys_the_page_asks_for_the_key_once_then_runs_a_lesson_to_the_end(keyed_server, tab):
+    page = tab.page
+    requests_made = record_api_requests(page)
+    page.goto(keyed_server.url + "/")
+    # A wrong key is refused and asked for again, saying so; the right one is kept for the tab.
+    give_key(page, "not-the-key")
+    expect(page.locator("#key-error")).to_have_text("That key was not accepted. Check it and try again.")
+    give_key(page, API_KEY)
+    expect(page.locator("#key-dialog")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('orchestrator.apiKey')") == API_KEY
+
+    with page.expect_response(
+        lambda r: r.url.endswith("/api/sessions") and r.request.method == "POST"
+    ) as made:
+        page.fill("#topic", "photosynthesis")
+        page.click("#generate")
+    created = made.value.json()
+    expect(page).to_have_url(re.compile(r"\?session="))
+    session_id = parse_qs(urlparse(page.url).query)["session"][0]
+    assert created["id"] == session_id
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    expect(page.locator("#key-dialog")).to_be_hidden()  # asked once: never again in this run
+    session = keyed_json(keyed_server.url, f"/api/sessions/{session_id}")
+    assert step_texts(page) == {step["name"]: step["output"] for step in session["steps"]}
+    expect(page.locator("#lesson h1")).to_have_text("Photosynthesis")
+    assert_images_loaded(page, 2)  # fetched with the key, since an <img> cannot send it
+    # A download link cannot send the key either: the page fetches the file with it and saves that.
+    with page.expect_download() as download:
+        page.locator("#downloads a", has_text="Markdown").click()
+    assert download.value.suggested_filename == "photosynthesis.md"
+    lesson = requests.get(
+        f"{keyed_server.url}/api/sessions/{session_id}/lesson.md", headers=KEY_HEADER, timeout=10
+    )
+    assert Path(download.value.path()).read_bytes() == lesson.content
+    assert tab.dialogs == []  # no window.prompt or alert
+
+    # The stream is read from the stream_url the create answered (EventSource cannot send a header);
+    # every other API request carries the key.
+    streams = [r for r in requests_made if "/run" in urlparse(r.url).path]
+    assert len(streams) == 1 and "token=" in streams[0].url
+    assert streams[0].url == keyed_server.url + created["stream_url"]
+    sent = [r.headers.get("authorization") for r in requests_made if r not in streams]
+    assert sent[:2] == [None, "Bearer not-the-key"]  # the two refused: no key, then the wrong one
+    assert len(sent) > 4 and set(sent[2:]) == {f"Bearer {API_KEY}"}
+
+
+def test_with_api_keys_a_reload_mid_run_keeps_the_key_and_streams_from_the_sessions_stream_url(
+    keyed_server, tab
+):
+    page = tab.page
+    page.goto(keyed_server.url + "/")
+    give_key(page, API_KEY)
+    page.fill("#topic", "the water cycle")
+    page.click("#generate")
+    expect(page).to_have_url(re.compile(r"\?session="))
+    session_id = parse_qs(urlparse(page.url).query)["session"][0]
+    expect(step(page, "create-content")).to_have_attribute("data-status", "running", timeout=RUN)
+
+    requests_made = record_api_requests(page)
+    page.reload()
+    expect(page.locator("#run-topic")).to_have_text("the water cycle")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    expect(page.locator("#key-dialog")).to_be_hidden()  # the tab kept the key: not asked again
+    session = keyed_json(keyed_server.url, f"/api/sessions/{session_id}")
+    assert step_texts(page) == {step["name"]: step["output"] for step in session["steps"]}
+    assert_images_loaded(page, 2)
+    paths = [urlparse(r.url).path for r in requests_made]
+    stream = next(r for r in requests_made if urlparse(r.url).path.endswith("/run"))
+    # The session was read first (with the key), and the stream opened with the token it carried.
+    assert paths.index(f"/api/sessions/{session_id}") < paths.index(f"/api/sessions/{session_id}/run")
+    assert "token=" in stream.url and "authorization" not in stream.headers
+    assert tab.dialogs == []
+
+
+def test_with_api_keys_cancelling_the_key_dialog_leaves_a_plain_message(keyed_server, tab):
+    page = tab.page
+    page.goto(keyed_server.url + "/")
+    page.get_by_role("dialog", name="API key needed").get_by_role("button", name="Cancel").click()
+    expect(page.locator("#key-dialog")).to_be_hidden()
+    page.fill("#topic", "photosynthesis")
+    page.click("#generate")
+    # Generate asks again; cancelling says plainly what is missing and starts nothing.
+    page.get_by_role("dialog", name="API key needed").press("Escape")
+    expect(page.locator("#form-error")).to_have_text("This service needs an API key.")
+    expect(page.locator("#run")).to_be_hidden()
+    assert tab.dialogs == []
+
+
+def test_without_api_keys_the_page_never_asks_for_one(server, tab):
+    page = tab.page
+    requests_made = record_api_requests(page)
+    generate(page, server.url, "photosynthesis")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    expect(page.locator("#key-dialog")).to_be_hidden()
+    assert all("authorization" not in r.headers for r in requests_made)
+    assert page.evaluate("sessionStorage.length") == 0

@@ -16,12 +16,20 @@ const RUN_LABELS = {
   interrupted: 'Interrupted',
 };
 const RECENT_LIMIT = 12;
+const KEY_STORAGE = 'orchestrator.apiKey';
 
 const $ = (id) => document.getElementById(id);
 const api = (id, tail = '') => `/api/sessions/${encodeURIComponent(id)}${tail}`;
 
+// The API key for a service that needs one: asked for on the first 401, kept for this tab only.
+let apiKey = readKey();
+// The open key dialog's answer, shared by every request that met a 401 while it is open.
+let keyRequest = null;
+
 // The session on screen: its id, its EventSource, the last event id applied, and one view per step.
 let run = null;
+// Object URLs made for the lesson on screen (its images, fetched with the API key), freed when it goes.
+let lessonBlobs = [];
 
 // -- formatting ----------------------------------------------------------------------------------
 
@@ -41,11 +49,98 @@ function timeAgo(iso) {
 }
 
 async function errorText(response) {
+  if (response.status === 429) {
+    const wait = Number.parseInt(response.headers.get('Retry-After') || '', 10);
+    return `Too many requests just now. Please try again ${wait > 0 ? `in ${wait} s` : 'in a moment'}.`;
+  }
+  if (response.status === 401) return 'This service needs an API key.';
   try {
     return (await response.json()).error || response.statusText;
   } catch {
     return `${response.status} ${response.statusText}`;
   }
+}
+
+// -- the API key ---------------------------------------------------------------------------------
+
+function readKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORAGE) || '';
+  } catch {
+    return ''; // storage switched off: the key lasts as long as the page
+  }
+}
+
+function storeKey(key) {
+  apiKey = key;
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // storage switched off: keep the key in memory only
+  }
+}
+
+function withKey(options = {}) {
+  if (!apiKey) return options;
+  const headers = new Headers(options.headers || {});
+  headers.set('Authorization', `Bearer ${apiKey}`);
+  return { ...options, headers };
+}
+
+// fetch() for the service's API: sends the key when there is one; a 401 asks for one (once for every
+// request waiting on it) and tries again with it. Gives back the 401 if the person does not give one.
+async function apiFetch(url, options = {}) {
+  for (;;) {
+    const sent = apiKey;
+    const response = await fetch(url, withKey(options));
+    if (response.status !== 401) return response;
+    if (apiKey !== sent) continue; // another request's dialog got a key meanwhile: use it
+    const key = await askForKey(Boolean(sent));
+    if (!key) {
+      if (apiKey === sent) storeKey(''); // refused and not replaced: forget it, ask again next time
+      return response;
+    }
+    storeKey(key);
+  }
+}
+
+function askForKey(rejected) {
+  if (keyRequest) return keyRequest;
+  const dialog = $('key-dialog');
+  const input = $('api-key');
+  keyRequest = new Promise((resolve) => {
+    $('key-error').textContent = rejected ? 'That key was not accepted. Check it and try again.' : '';
+    $('key-error').hidden = !rejected;
+    input.value = '';
+    dialog.returnValue = '';
+    dialog.addEventListener('close', () => {
+      keyRequest = null;
+      resolve(dialog.returnValue === 'ok' ? input.value.trim() : '');
+    }, { once: true });
+    dialog.showModal();
+    input.focus();
+  });
+  return keyRequest;
+}
+
+function submitKey(event) {
+  event.preventDefault();
+  if (!$('api-key').value.trim()) {
+    $('key-error').textContent = 'Enter the API key, or press Cancel.';
+    $('key-error').hidden = false;
+    $('api-key').focus();
+    return;
+  }
+  $('key-dialog').close('ok');
+}
+
+// Where a session's stream is read: the URL the service gave (it carries a token when keys are on,
+// since EventSource cannot send a header), with our own resume point added as ?last_event_id=.
+function streamUrl(r) {
+  const url = new URL(r.streamUrl || api(r.id, '/run'), window.location.href);
+  if (r.lastId) url.searchParams.set('last_event_id', String(r.lastId));
+  return url.origin === window.location.origin ? url.pathname + url.search : url.href;
 }
 
 // -- the steps -----------------------------------------------------------------------------------
@@ -112,15 +207,15 @@ function appendText(view, delta) {
 
 // -- one session on screen -----------------------------------------------------------------------
 
-function openSession(id, { push = true, topic = '' } = {}) {
+function openSession(id, { push = true, topic = '', streamUrl = '' } = {}) {
   closeRun();
   if (push) history.pushState({ session: id }, '', `/?session=${encodeURIComponent(id)}`);
-  run = { id, source: null, lastId: 0, done: false, steps: buildSteps(), stepNames: {} };
+  run = { id, source: null, lastId: 0, done: false, steps: buildSteps(), stepNames: {}, streamUrl };
   $('intro').hidden = true;
   $('run').hidden = false;
   delete $('run').dataset.outcome;
   $('result').hidden = true;
-  $('lesson').replaceChildren();
+  clearLesson();
   $('banner').hidden = true;
   $('cancel').hidden = false;
   $('cancel').disabled = false;
@@ -128,8 +223,14 @@ function openSession(id, { push = true, topic = '' } = {}) {
   setRunStatus('pending');
   showConnection('');
   markActiveRecent();
-  describe(run);
-  connect(run);
+  const r = run;
+  if (streamUrl) {
+    describe(r);
+    connect(r);
+  } else {
+    // The stream's URL (and its token, when the service has keys) comes with the session.
+    describe(r).then((found) => { if (found && r === run && !r.source) connect(r); });
+  }
 }
 
 function closeRun() {
@@ -174,23 +275,27 @@ function showBanner(text, action) {
 }
 
 async function describe(r) {
-  // The topic (the stream does not carry it), and a clear word if the session does not exist.
-  const response = await fetch(api(r.id)).catch(() => null);
-  if (r !== run || !response) return; // unreachable: the stream's own reconnecting says so
+  // The topic (the stream does not carry it), the stream's URL, and a clear word if the session does
+  // not exist. True when the stream is worth opening.
+  const response = await apiFetch(api(r.id)).catch(() => null);
+  if (r !== run) return false;
+  if (!response) return true; // unreachable: the stream's own reconnecting says so
   if (!response.ok) {
     finish(r, 'failed');
     showBanner(response.status === 404 ? 'There is no session with this id (it may have been deleted).'
       : `Could not load this session: ${await errorText(response)}`);
-    return;
+    return false;
   }
   const session = await response.json();
+  if (r !== run) return false;
   setTopic(session.topic);
+  if (session.stream_url) r.streamUrl = session.stream_url;
+  return true;
 }
 
 function connect(r) {
   // A reconnect of our own (after the browser gave up) resumes where we are, like Last-Event-ID.
-  const query = r.lastId ? `?last_event_id=${r.lastId}` : '';
-  const source = new EventSource(api(r.id, `/run${query}`));
+  const source = new EventSource(streamUrl(r));
   r.source = source;
   source.onopen = () => { if (r === run) showConnection(''); };
   source.onmessage = (message) => { if (r === run) receive(r, message); };
@@ -206,13 +311,23 @@ function connect(r) {
 
 async function streamClosed(r) {
   showConnection('');
-  const response = await fetch(api(r.id)).catch(() => null);
+  const response = await apiFetch(api(r.id)).catch(() => null);
   if (r !== run || r.done) return;
   if (response && response.status === 404) {
     finish(r, 'failed');
     showBanner('This session no longer exists.');
     return;
   }
+  if (response && response.status === 429) {
+    showBanner(await errorText(response), {
+      label: 'Reconnect', run: () => { $('banner').hidden = true; connect(r); },
+    });
+    return;
+  }
+  // A fresh stream URL: the one we had may carry a token that has since run out.
+  const session = response && response.ok ? await response.json().catch(() => null) : null;
+  if (r !== run || r.done) return;
+  if (session && session.stream_url) r.streamUrl = session.stream_url;
   showBanner('The live stream stopped before the lesson was finished.', {
     label: 'Reconnect', run: () => { $('banner').hidden = true; connect(r); },
   });
@@ -315,7 +430,7 @@ async function showResult(r, result) {
     links.push(downloadLink(url, label[0].toUpperCase() + label.slice(1), `the diagram ${name}`));
   }
   $('downloads').replaceChildren(...links);
-  const response = await fetch(api(r.id, '/lesson.html')).catch(() => null);
+  const response = await apiFetch(api(r.id, '/lesson.html')).catch(() => null);
   if (r !== run) return;
   if (!response || !response.ok) {
     showBanner(`Could not load the lesson: ${response ? await errorText(response) : 'the service cannot be reached'}`, {
@@ -324,9 +439,40 @@ async function showResult(r, result) {
     return;
   }
   // The service renders the Markdown with every tag in it escaped and only its own image URLs kept.
-  $('lesson').innerHTML = await response.text();
+  // Parsed in a template first: nothing in it loads until its images have their source.
+  const template = document.createElement('template');
+  template.innerHTML = await response.text();
+  const blobs = await authorizeImages(template.content);
+  if (r !== run) {
+    blobs.forEach((url) => URL.revokeObjectURL(url));
+    return;
+  }
+  clearLesson();
+  lessonBlobs = blobs;
+  $('lesson').replaceChildren(template.content);
   captionFigures($('lesson'));
   $('result').hidden = false;
+}
+
+function clearLesson() {
+  lessonBlobs.forEach((url) => URL.revokeObjectURL(url));
+  lessonBlobs = [];
+  $('lesson').replaceChildren();
+}
+
+async function authorizeImages(root) {
+  // An <img> cannot send a header: with a key, the service's images are fetched with it and shown
+  // from memory. Without one they load as they always have.
+  if (!apiKey) return [];
+  const images = [...root.querySelectorAll('img[src^="/api/"]')];
+  const urls = await Promise.all(images.map(async (image) => {
+    const response = await apiFetch(image.getAttribute('src')).catch(() => null);
+    if (!response || !response.ok) return null;
+    const url = URL.createObjectURL(await response.blob());
+    image.src = url;
+    return url;
+  }));
+  return urls.filter(Boolean);
 }
 
 function downloadLink(href, label, title) {
@@ -336,7 +482,29 @@ function downloadLink(href, label, title) {
   link.download = '';
   link.title = `Download ${title}`;
   link.textContent = label;
+  link.addEventListener('click', (event) => {
+    if (!apiKey) return; // a plain link: the browser downloads it
+    event.preventDefault();
+    downloadWithKey(href);
+  });
   return link;
+}
+
+async function downloadWithKey(href) {
+  // A link cannot send a header either: fetch the file with the key and save it from memory.
+  const response = await apiFetch(href).catch(() => null);
+  if (!response || !response.ok) {
+    showBanner(`Could not download it: ${response ? await errorText(response) : 'the service cannot be reached'}`);
+    return;
+  }
+  const named = /filename="([^"]+)"/.exec(response.headers.get('Content-Disposition') || '');
+  const save = document.createElement('a');
+  save.href = URL.createObjectURL(await response.blob());
+  save.download = named ? named[1] : href.split('/').pop();
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(save.href), 60000);
 }
 
 function captionFigures(root) {
@@ -357,7 +525,7 @@ function captionFigures(root) {
 async function refreshRecent() {
   let sessions = [];
   try {
-    const response = await fetch(`/api/sessions?limit=${RECENT_LIMIT}`);
+    const response = await apiFetch(`/api/sessions?limit=${RECENT_LIMIT}`);
     if (response.ok) sessions = (await response.json()).sessions;
   } catch {
     return; // the list is a convenience: keep what is shown
@@ -403,7 +571,7 @@ async function createSession(event) {
   if (!topic) return;
   $('generate').disabled = true;
   try {
-    const response = await fetch('/api/sessions', {
+    const response = await apiFetch('/api/sessions', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ topic }),
@@ -413,8 +581,8 @@ async function createSession(event) {
       error.hidden = false;
       return;
     }
-    const { id } = await response.json();
-    openSession(id, { topic });
+    const { id, stream_url: streamUrl } = await response.json();
+    openSession(id, { topic, streamUrl });
     refreshRecent();
   } catch {
     error.textContent = 'The service cannot be reached. Is it running?';
@@ -428,7 +596,7 @@ async function cancelRun() {
   if (!run || run.done) return;
   const r = run;
   $('cancel').disabled = true;
-  const response = await fetch(api(r.id, '/cancel'), { method: 'POST' }).catch(() => null);
+  const response = await apiFetch(api(r.id, '/cancel'), { method: 'POST' }).catch(() => null);
   // 409: it ended meanwhile; either way the stream brings the last word.
   if (r === run && (!response || (!response.ok && response.status !== 409))) {
     $('cancel').disabled = false;
@@ -451,6 +619,8 @@ function showFromAddress() {
 }
 
 $('topic-form').addEventListener('submit', createSession);
+$('key-form').addEventListener('submit', submitKey);
+$('key-cancel').addEventListener('click', () => $('key-dialog').close(''));
 $('cancel').addEventListener('click', cancelRun);
 $('refresh').addEventListener('click', refreshRecent);
 window.addEventListener('popstate', showFromAddress);
