@@ -182,6 +182,10 @@ class BaseHandler(JSONErrors):
         url = f"/api/sessions/{session_id}/run"
         return f"{url}?token={self.access.tokens.sign(session_id)}" if self.access.keys else url
 
+    def session_json(self, session: Session) -> dict[str, Any]:
+        """A session as clients see it: the contract's fields, and where to stream it."""
+        return {**session.to_json(), "stream_url": self.stream_url(session.id)}
+
     def other_credentials(self) -> bool:
         """Whether the request proves its right some other way than a key (a stream token)."""
         return False

@@ -21,6 +21,11 @@ class PageHandler(JSONErrors, tornado.web.StaticFileHandler):
         super().set_default_headers()
         self.set_header("Content-Security-Policy", FRAME_POLICY)
 
+    def options(self, *args: str) -> None:
+        """A CORS preflight, as on every other path."""
+        self.set_status(204)
+        self.finish()
+
     async def get(self, path: str, include_body: bool = True) -> None:
         if "\x00" in path:  # the file system cannot be asked for a name with a NUL in it
             raise InvalidInput("invalid path")

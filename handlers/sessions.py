@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from core.models import Session
 from handlers.base import BaseHandler
 
 DEFAULT_PAGE = 20
@@ -28,7 +25,11 @@ class SessionsHandler(BaseHandler):
         sessions = await self.engine.list_sessions(limit, status, before, owner=self.owner_filter)
         next_before = sessions[-1].id if len(sessions) == limit else None
         self.write_json(
-            {"sessions": [s.to_json() for s in sessions], "count": len(sessions), "next_before": next_before}
+            {
+                "sessions": [self.session_json(s) for s in sessions],
+                "count": len(sessions),
+                "next_before": next_before,
+            }
         )
 
 
@@ -44,9 +45,6 @@ class SessionHandler(BaseHandler):
         self.set_status(204)
         self.finish()
 
-    def session_json(self, session: Session) -> dict[str, Any]:
-        return {**session.to_json(), "stream_url": self.stream_url(session.id)}
-
 
 class ResultHandler(BaseHandler):
     async def get(self, session_id: str) -> None:
@@ -59,4 +57,4 @@ class CancelHandler(BaseHandler):
     async def post(self, session_id: str) -> None:
         await self.owned(session_id)
         session = await self.engine.cancel(session_id)
-        self.write_json(session.to_json())
+        self.write_json(self.session_json(session))

@@ -14,6 +14,26 @@ from listener.accept import LogThrottle, add_backoff_accept_handler
 
 log = logging.getLogger("orchestrator.listener")
 
+# Tornado's HTTP/1 parser answers a request it cannot parse (a Content-Length that is no number, two
+# of them, a header line without a colon) with exactly these bytes, then closes
+# (tornado/http1connection.py). Every other error of this service is JSON: so is this one.
+PARSER_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+_JSON_BODY = b'{"error":"the request is not valid HTTP/1.1","status":400}'
+JSON_400 = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_JSON_BODY), _JSON_BODY)
+)
+
+
+def answer_parse_errors_in_json(stream: iostream.IOStream) -> None:
+    """Make the parser's bare 400 on this connection a JSON one."""
+    write = stream.write
+
+    def write_json_400(data: Any, *args: Any, **kwargs: Any) -> Any:
+        return write(JSON_400 if data == PARSER_400 else data, *args, **kwargs)
+
+    stream.write = write_json_400  # type: ignore[method-assign]
+
 
 class CappedHTTPServer(HTTPServer):
     """HTTPServer with a cap on open connections: past `max_connections`, a new connection is
@@ -55,6 +75,7 @@ class CappedHTTPServer(HTTPServer):
     def handle_stream(self, stream: iostream.IOStream, address: tuple[Any, ...]) -> None:
         # Counted before the connection starts so that a failure to start cannot leave it counted.
         self.open_connections += 1
+        answer_parse_errors_in_json(stream)
         try:
             super().handle_stream(stream, address)
         except BaseException:

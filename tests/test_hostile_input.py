@@ -92,3 +92,10 @@ async def test_no_answer_names_the_server_software_and_the_page_cannot_be_framed
         assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
     _, headers, _ = await raw_request(http_port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("cursor", ["%00", "%ED%A0%80", "x" * 300])
+async def test_a_paging_cursor_that_names_no_session_is_a_404(api, cursor):
+    status, body, _ = await api.request("GET", f"/api/sessions?before={cursor}")
+    assert 400 <= status < 500 and body["status"] == status
