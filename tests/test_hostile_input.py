@@ -96,6 +96,9 @@ async def test_no_answer_names_the_server_software_and_the_page_cannot_be_framed
 
 @pytest.mark.gen_test
 @pytest.mark.parametrize("cursor", ["%00", "%ED%A0%80", "x" * 300])
-async def test_a_paging_cursor_that_names_no_session_is_a_404(api, cursor):
+async def test_a_paging_cursor_of_control_characters_or_bad_utf8_is_ignored_or_a_404_never_a_500(api, cursor):
+    await api.create()
     status, body, _ = await api.request("GET", f"/api/sessions?before={cursor}")
-    assert 400 <= status < 500 and body["status"] == status
+    # Tornado drops control characters from arguments (an empty cursor lists from the newest), and
+    # a cursor naming no session is a 404; before, a NUL here was a 500.
+    assert (status, body.get("count")) == (200, 1) or (status, body.get("status")) == (404, 404)
