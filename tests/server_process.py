@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -15,25 +16,45 @@ PROJECT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def limit_open_files(limit: int) -> None:
+    """In the child, before it runs: soft and hard open-file limits alike (the server raises soft)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 class ServerProcess:
     def __init__(
-        self, *args: str, db: Path | None = None, env: dict[str, str] | None = None, start_timeout: float = 20
+        self,
+        *args: str,
+        db: Path | None = None,
+        env: dict[str, str] | None = None,
+        start_timeout: float = 20,
+        command: list[str] | None = None,
+        fd_limit: int | None = None,
     ) -> None:
-        """Start the server; with `db` on that SQLite file, otherwise on the memory store."""
+        """Start the server; with `db` on that SQLite file, otherwise on the memory store.
+
+        `command` runs other Python arguments instead (a script that logs `listening on` too);
+        `fd_limit` starts the child under that open-file limit.
+        """
         self.lines: list[str] = []
         self.port = 0
         self._ready = threading.Event()
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
         child_env.update(env or {})
         store = ["--store=sqlite", f"--db_path={db}"] if db else ["--store=memory"]
+        argv = command or ["server.py", "--port=0", "--pace=0", "--log_format=text", *store, *args]
         self.proc = subprocess.Popen(
-            [sys.executable, "server.py", "--port=0", "--pace=0", "--log_format=text", *store, *args],
+            [sys.executable, *argv],
             cwd=PROJECT,
             env=child_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=None if fd_limit is None else lambda: limit_open_files(fd_limit),
         )
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
@@ -56,6 +77,12 @@ class ServerProcess:
 
     def log_text(self) -> str:
         return "".join(self.lines)
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process has used so far (fields 14 and 15 of its stat)."""
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def wait_for_log(self, text: str, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout

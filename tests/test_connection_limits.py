@@ -11,7 +11,6 @@ import resource
 import socket
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
@@ -21,71 +20,13 @@ import tornado.web
 
 from conf.settings import Settings
 from listener import BackoffAcceptor, CappedHTTPServer, LogThrottle, connection_cap
-from tests.server_process import LISTENING, PROJECT
+from tests.server_process import PROJECT, ServerProcess
 
 # The child's limit, soft and hard alike: the server raises soft to hard at start, so both are set.
 FD_LIMIT = 256
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # The start of a request head that never ends: the server must hold the connection waiting for it.
 HALF_HEAD = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow"
 ACCEPT_TROUBLE = re.compile(r"too many open files|accept|refused", re.IGNORECASE)
-
-
-def limit_open_files(limit: int) -> None:
-    """Run in the child between fork and exec: lowers its limit, never the test process's own."""
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-
-class LimitedProcess:
-    """A Python child under a low RLIMIT_NOFILE whose stderr is collected; ready when it logs
-    `listening on http://host:port`."""
-
-    def __init__(self, argv: list[str], fd_limit: int, start_timeout: float = 20) -> None:
-        self.lines: list[str] = []
-        self.port = 0
-        self._ready = threading.Event()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-        self.proc = subprocess.Popen(
-            [sys.executable, *argv],
-            cwd=PROJECT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: limit_open_files(fd_limit),
-        )
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(start_timeout):
-            self.kill()
-            raise AssertionError("the server did not start:\n" + self.log_text())
-
-    def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            match = LISTENING.search(line)
-            if match and not self._ready.is_set():
-                self.port = int(match.group(1))
-                self._ready.set()
-
-    def log_text(self) -> str:
-        return "".join(self.lines)
-
-    def cpu_seconds(self) -> float:
-        """User plus system CPU time the process has used so far (fields 14 and 15 of its stat)."""
-        with open(f"/proc/{self.proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._reader.join(10)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
 
 
 def open_slow_connections(port: int, count: int, deadline: float) -> tuple[list[socket.socket], int]:
@@ -139,7 +80,7 @@ def get_health(port: int, deadline: float) -> tuple[int, float]:
             time.sleep(0.05)
 
 
-def saturate_and_measure(server: LimitedProcess, attempts: int, window: float = 2.5) -> dict[str, Any]:
+def saturate_and_measure(server: ServerProcess, attempts: int, window: float = 2.5) -> dict[str, Any]:
     """Hold `attempts` slow connections against `server`, then measure its CPU over `window`
     seconds and count its log lines about accepting; close every socket before returning."""
     sockets: list[socket.socket] = []
@@ -178,10 +119,7 @@ def summary(figures: dict[str, Any]) -> str:
 
 def test_a_server_at_its_file_limit_refuses_the_excess_cheaply_and_still_answers_health():
     cap = connection_cap(Settings().max_connections, FD_LIMIT)
-    server = LimitedProcess(
-        ["server.py", "--port=0", "--host=127.0.0.1", "--pace=0", "--log_format=text", "--store=memory"],
-        FD_LIMIT,
-    )
+    server = ServerProcess("--host=127.0.0.1", fd_limit=FD_LIMIT)
     figures: dict[str, Any] = {}
     try:
         # More attempts than the process has descriptors, and 200 past the cap.
@@ -226,7 +164,7 @@ asyncio.run(main())
 
 
 def test_accept_backs_off_instead_of_spinning_when_descriptors_run_out():
-    server = LimitedProcess(["-c", UNCAPPED_SERVER], 64)
+    server = ServerProcess(command=["-c", UNCAPPED_SERVER], fd_limit=64)
     figures: dict[str, Any] = {}
     try:
         figures = saturate_and_measure(server, 200)
