@@ -39,7 +39,11 @@ class Client:
     async def create(self, topic: str) -> tuple[str, float]:
         began = time.perf_counter()
         response = await self.http.fetch(
-            f"{self.base}/api/sessions", method="POST", body=ujson.dumps({"topic": topic}), request_timeout=60
+            f"{self.base}/api/sessions",
+            method="POST",
+            headers={"Content-Type": "application/json"},  # anything else is a 415
+            body=ujson.dumps({"topic": topic}),
+            request_timeout=60,
         )
         return ujson.loads(response.body)["id"], time.perf_counter() - began
 

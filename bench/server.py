@@ -16,6 +16,10 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 40.0
 
 
+# One client drives all the load here: per-client rate limits and caps would only measure themselves.
+UNLIMITED = ("--rate_limit=", "--create_rate_limit=", "--max_pending_per_client=1000000")
+
+
 class BenchServer:
     """server.py at pace 0 on the memory store, or on SQLite at `db`; it logs to `log`."""
 
@@ -27,7 +31,15 @@ class BenchServer:
         # A file, not a pipe: nothing has to keep reading the log while the benchmark runs.
         with log.open("wb") as sink:
             self.proc = subprocess.Popen(
-                [sys.executable, "server.py", "--port=0", "--pace=0", "--log_format=text", *store],
+                [
+                    sys.executable,
+                    "server.py",
+                    "--port=0",
+                    "--pace=0",
+                    "--log_format=text",
+                    *UNLIMITED,
+                    *store,
+                ],
                 cwd=PROJECT,
                 env=env,
                 stdin=subprocess.DEVNULL,
