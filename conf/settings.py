@@ -16,6 +16,7 @@ from core.errors import SettingsError
 from core.models import STEP_NAMES
 from workflow.engine.options import EngineOptions
 from workflow.providers.openai_client import LLMConfig
+from workflow.steps.retry import RetryPolicy
 from workflow.steps.sink import UsagePolicy
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -51,7 +52,7 @@ def _to_bool(raw: Any) -> bool:
     return word in TRUE_WORDS
 
 
-STEP_OPTION_KEYS = {"model": str, "temperature": float, "max_tokens": int}
+STEP_OPTION_KEYS = {"model": str, "temperature": float, "max_tokens": int, "json_max_tokens": int}
 
 
 def _to_step_options(raw: Any) -> str:
@@ -187,11 +188,16 @@ class Settings:
     llm_model: str = option("gpt-4o-mini", "chat model name")
     llm_api_key: str = option("", "API key (set it as ORCH_LLM_API_KEY; never logged)", secret=True)
     llm_temperature: float = option(0.7, "sampling temperature", minimum=0)
-    llm_max_tokens: int = option(2048, "most tokens one answer may have", minimum=1)
+    llm_max_tokens: int = option(
+        1024, "most tokens one prose answer (a section, the summary) may have", minimum=1
+    )
+    llm_json_max_tokens: int = option(
+        1536, "most tokens one structured (JSON) answer may have; past it the step fails", minimum=1
+    )
     llm_step_options: str = option(
         "",
-        "per-step overrides of model, temperature and max_tokens, as JSON or a conf-file table: "
-        '{"create-content": {"max_tokens": 4096}}',
+        "per-step overrides of model, temperature, max_tokens and json_max_tokens, as JSON or a "
+        'conf-file table: {"create-content": {"max_tokens": 4096}}',
         parse=_to_step_options,
     )
     llm_json_mode: str = option(
@@ -200,14 +206,20 @@ class Settings:
         "json_object (llama.cpp's server) or prompt (schema in the prompt only)",
         choices=("json_schema", "json_object", "prompt"),
     )
-    llm_idle_timeout: float = option(60.0, "seconds a streaming answer may go without a token", minimum=0.01)
+    llm_idle_timeout: float = option(
+        60.0,
+        "seconds a streaming answer may go without a token (pings do not count), the first one included",
+        minimum=0.01,
+    )
     llm_prompt_price: float = option(
         0.0, "price per million prompt tokens, for the cost figure (0: no cost)", minimum=0
     )
     llm_completion_price: float = option(0.0, "price per million completion tokens", minimum=0)
     token_budget: int = option(0, "most tokens one session may use (0: no limit)", minimum=0)
     retries: int = option(
-        3, "times a step is retried after a transient failure (429, 5xx, network, idle)", minimum=0
+        3,
+        "times a model call is retried after a transient failure (429, 5xx, network, idle, cut short)",
+        minimum=0,
     )
     retry_initial_delay: float = option(
         1.0, "seconds before the first retry; doubles each time, with jitter", minimum=0
@@ -280,9 +292,11 @@ class Settings:
             max_sessions=self.max_sessions,
             max_pending_per_client=self.max_pending_per_client,
             max_topic_length=self.max_topic_length,
-            retries=self.retries,
-            retry_initial_delay=self.retry_initial_delay,
-            retry_max_delay=self.retry_max_delay,
+            retry=RetryPolicy(
+                retries=self.retries,
+                initial_delay=self.retry_initial_delay,
+                max_delay=self.retry_max_delay,
+            ),
             optional_steps=self.optional_step_names,
             usage=UsagePolicy(
                 token_budget=self.token_budget,
@@ -298,6 +312,7 @@ class Settings:
             api_key=self.llm_api_key,
             temperature=self.llm_temperature,
             max_tokens=self.llm_max_tokens,
+            json_max_tokens=self.llm_json_max_tokens,
             step_options=self.step_options,
             json_mode=self.llm_json_mode,
             idle_timeout=self.llm_idle_timeout,

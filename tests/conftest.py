@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 import tornado.httpclient
+import tornado.testing
 import ujson
+from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
 from conf.settings import Settings, settings_for_tests
@@ -19,9 +22,14 @@ from server import make_app
 from store import MemoryStore, SessionStore
 from store.sqlite import SQLiteStore
 from tests import sse_client
+from tests.fake_openai import FakeOpenAI
 from workflow.engine import Engine
 from workflow.providers.base import LessonProvider
 from workflow.providers.builtin import BuiltinProvider
+from workflow.providers.images import ModelImages
+from workflow.providers.llm import OpenAICompatibleProvider
+from workflow.providers.openai_client import make_client
+from workflow.providers.prompts import Prompts
 
 
 @pytest.fixture
@@ -124,6 +132,32 @@ def engine(config: Settings, provider: LessonProvider, store: SessionStore) -> E
 @pytest.fixture
 def app(config: Settings, engine: Engine) -> Any:
     return make_app(config, engine)
+
+
+@pytest.fixture
+def fake(io_loop: IOLoop) -> Iterator[FakeOpenAI]:
+    """A fake OpenAI-compatible model server on a free port (tests/fake_openai.py)."""
+    fake = FakeOpenAI()
+    server = HTTPServer(fake.app())
+    sock, port = tornado.testing.bind_unused_port()
+    server.add_socket(sock)
+    fake.url = f"http://127.0.0.1:{port}/v1"
+    yield fake
+    server.stop()
+    io_loop.run_sync(server.close_all_connections, timeout=10)
+
+
+@pytest.fixture
+def model(engine: Engine, fake: FakeOpenAI, config: Settings, io_loop: IOLoop) -> Iterator[FakeOpenAI]:
+    """Point the engine's providers at the fake server, as server.py would with these settings."""
+    settings = dataclasses.replace(config.llm_config(), base_url=fake.url)
+    prompts = Prompts.load(config.prompts_path)
+    client = make_client(settings)
+    engine.provider = OpenAICompatibleProvider(settings, prompts, client)
+    if config.image_provider == "openai":
+        engine.images = ModelImages(settings, prompts, client)
+    yield fake
+    io_loop.run_sync(engine.close_providers, timeout=10)
 
 
 class API:

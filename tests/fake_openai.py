@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import tornado.iostream
 import tornado.web
 import ujson
 
@@ -45,13 +46,13 @@ GOOD_JSON: dict[str, dict[str, Any]] = {
         "quiz": [
             {
                 "question": "What mainly causes tides?",
-                "choices": ["Wind", "The Moon"],
+                "choices": ["Wind", "The Moon", "Rivers", "Earthquakes"],
                 "answer": 1,
                 "explanation": "The Moon's gravity raises the bulges.",
             },
             {
                 "question": "When are tides largest?",
-                "choices": ["Spring tides", "Neap tides", "Never"],
+                "choices": ["Spring tides", "Neap tides", "Never", "Only in winter"],
                 "answer": 0,
                 "explanation": "Sun and Moon pull together.",
             },
@@ -77,6 +78,10 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     error_mid_stream: bool = False  # stream part of the answer, then an error object
     stall: bool = False  # stream part of the answer (or nothing), then go silent
+    ping_every: float = 0  # while stalled, send an SSE `: ping` comment this often (as llama.cpp does)
+    # The last chunk's finish_reason; None ends the stream with `[DONE]` and no finish_reason, as
+    # llama-cpp-python does to a running answer when another request arrives.
+    finish_reason: str | None = "stop"
     usage: bool = True
 
     @classmethod
@@ -99,6 +104,7 @@ class Seen:
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[Seen] = []
+        self.chunk_delay = 0.0  # seconds between chunks, as a model's tokens come (0: all at once)
         self._script: list[tuple[str | None, Reply]] = []
 
     def script(self, reply: Reply, when: str | None = None, times: int = 1) -> None:
@@ -183,19 +189,34 @@ class ChatHandler(FakeHandler):
             pieces = pieces[: len(pieces) // 2]
         for piece in pieces:
             await self.send({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+            if self.fake.chunk_delay:
+                await asyncio.sleep(self.fake.chunk_delay)
         if reply.error_mid_stream:
             await self.send({"error": {"message": "the model crashed mid-answer", "type": "server_error"}})
             self.finish()
             return
         if reply.stall:
-            await self.gone.wait()  # silent until the client gives up
+            await self.stall(reply.ping_every)
             return
-        await self.send({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if reply.finish_reason is not None:
+            await self.send({"choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]})
         if reply.usage and body.get("stream_options", {}).get("include_usage"):
             usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
             await self.send({"choices": [], "usage": usage})
         self.write("data: [DONE]\n\n")
         self.finish()
+
+    async def stall(self, ping_every: float) -> None:
+        """Send no token until the client gives up; bytes (comments) still flow with `ping_every`."""
+        while not self.gone.is_set():
+            try:
+                await asyncio.wait_for(self.gone.wait(), ping_every or None)
+            except TimeoutError:
+                self.write(": ping\n\n")
+                try:
+                    await self.flush()
+                except tornado.iostream.StreamClosedError:
+                    return
 
     async def send(self, chunk: dict[str, Any]) -> None:
         chunk = {

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
 import pytest
-import tornado.testing
 import ujson
-from tornado.httpserver import HTTPServer
 
-from tests.fake_openai import GOOD_JSON, FakeOpenAI, Reply
+from tests.fake_openai import GOOD_JSON, Reply
 from tests.test_stream import run_to_end
-from workflow.providers.images import ModelImages
-from workflow.providers.llm import OpenAICompatibleProvider
-from workflow.providers.openai_client import make_client
-from workflow.providers.prompts import Prompts
 
 BASE = {
     "provider": "openai",
@@ -31,31 +24,6 @@ BASE = {
 def llm(**extra: Any) -> list[dict[str, Any]]:
     """config_overrides for a test: the model provider, quick retries, and the test's own settings."""
     return [{**BASE, **extra}]
-
-
-@pytest.fixture
-def fake(io_loop):
-    fake = FakeOpenAI()
-    server = HTTPServer(fake.app())
-    sock, port = tornado.testing.bind_unused_port()
-    server.add_socket(sock)
-    fake.url = f"http://127.0.0.1:{port}/v1"
-    yield fake
-    server.stop()
-    io_loop.run_sync(server.close_all_connections, timeout=10)
-
-
-@pytest.fixture
-def model(engine, fake, config, io_loop):
-    """Point the engine's providers at the fake server, as server.py would with these settings."""
-    settings = dataclasses.replace(config.llm_config(), base_url=fake.url)
-    prompts = Prompts.load(config.prompts_path)
-    client = make_client(settings)
-    engine.provider = OpenAICompatibleProvider(settings, prompts, client)
-    if config.image_provider == "openai":
-        engine.images = ModelImages(settings, prompts, client)
-    yield fake
-    io_loop.run_sync(engine.close_providers, timeout=10)
 
 
 def of_type(events, kind: str) -> list[dict]:
@@ -102,7 +70,7 @@ async def test_a_model_run_streams_every_token_and_builds_the_lesson_from_the_an
     assert first.headers["Authorization"] == "Bearer sk-test-secret"
     assert first.body["model"] == "fake-model" and first.body["stream"] is True
     assert first.body["stream_options"] == {"include_usage": True}
-    assert first.body["max_tokens"] == 2048 and first.body["temperature"] == 0.7
+    assert first.body["max_tokens"] == 1536 and first.body["temperature"] == 0.7  # a JSON answer
     schema_format = first.body["response_format"]
     assert schema_format["type"] == "json_schema" and schema_format["json_schema"]["strict"] is True
     assert "tides" in first.body["messages"][-1]["content"]
@@ -234,7 +202,7 @@ async def test_a_stream_that_stalls_trips_the_idle_timeout_and_is_retried(api, h
     started = time.monotonic()
     _, events, session = await run(api, http_port)
     retry = of_type(events, "step-retry")[0]["data"]
-    assert retry["step_name"] == "create-content" and "sent nothing for 0.3 s" in retry["reason"]
+    assert retry["step_name"] == "create-content" and "sent no token for 0.3 s" in retry["reason"]
     assert session["status"] == "completed"
     assert time.monotonic() - started < 10
 
@@ -319,7 +287,16 @@ async def test_other_json_modes_send_the_schema_the_way_those_servers_take_it(ap
 @pytest.mark.gen_test
 @pytest.mark.parametrize(
     "config_overrides",
-    llm(llm_step_options={"create-content": {"max_tokens": 777, "temperature": 0.1, "model": "big-model"}}),
+    llm(
+        llm_step_options={
+            "create-content": {
+                "max_tokens": 777,
+                "json_max_tokens": 555,
+                "temperature": 0.1,
+                "model": "big-model",
+            }
+        }
+    ),
 )
 async def test_model_temperature_and_max_tokens_can_be_set_per_step(api, http_port, model):
     await run(api, http_port)
@@ -333,4 +310,6 @@ async def test_model_temperature_and_max_tokens_can_be_set_per_step(api, http_po
         777,
         0.1,
     )
-    assert (by_kind["summary"]["model"], by_kind["summary"]["max_tokens"]) == ("fake-model", 2048)
+    assert (by_kind["summary"]["model"], by_kind["summary"]["max_tokens"]) == ("fake-model", 1024)
+    assert (by_kind["quiz"]["model"], by_kind["quiz"]["max_tokens"]) == ("big-model", 555)  # JSON's own limit
+    assert by_kind["topic_analysis"]["max_tokens"] == 1536

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workflow.steps.retry import RetryPolicy
 from workflow.steps.sink import UsagePolicy
 
 
@@ -16,8 +17,6 @@ class EngineOptions:
     max_sessions: int
     max_pending_per_client: int
     max_topic_length: int  # characters
-    retries: int  # of a step, after a transient provider failure
-    retry_initial_delay: float
-    retry_max_delay: float
+    retry: RetryPolicy  # of a model call (or a step), after a transient provider failure
     optional_steps: frozenset[str]  # steps whose failure leaves the lesson partial
     usage: UsagePolicy

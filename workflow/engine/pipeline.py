@@ -1,4 +1,5 @@
-"""Runs a session's five steps in order: each under its timeout, retried after transient provider failures."""
+"""Runs a session's five steps in order, each under its timeout. Model calls retry themselves (through the
+step's sink); a transient failure that escapes a step some other way retries the step."""
 
 from __future__ import annotations
 
@@ -8,14 +9,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from core import events as ev
 from core.errors import (
@@ -70,7 +63,7 @@ class Pipeline:
 
     async def _run_step(self, run: Run, step: SessionStep) -> None:
         session = run.session
-        sink = StepSink(run.publish, session, step, self.options.usage)
+        sink = StepSink(run.publish, session, step, self.options.usage, self.options.retry)
         if step.status != StepStatus.PENDING:
             # A stop cut this step short: clients drop what they have of it, and it runs again.
             await sink.restart(RESTARTED)
@@ -85,26 +78,17 @@ class Pipeline:
         context = StepContext(
             session.topic, self.provider, self.images, sink, session.checkpoints, save_image
         )
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.options.retries + 1),
-            wait=self._retry_delay,
-            retry=retry_if_exception(lambda exc: isinstance(exc, ProviderError) and exc.transient),
-            before_sleep=functools.partial(self._announce_retry, sink),
-            reraise=True,
-        )
         began = time.monotonic_ns()
         try:
             async with asyncio.timeout(self.options.step_timeout) as deadline:
-                async for attempt in retrying:
-                    with attempt:
-                        outcome = await STEPS[step.name](context)
+                outcome = await sink.retry(functools.partial(STEPS[step.name], context))
         except asyncio.CancelledError:
             _end_step(step, began, StepStatus.FAILED, error=run.stop_reason.value)
             raise
         except (StoreUnavailable, SessionNotFound):
             raise  # not the step's failure: the run cannot record anything more
         except Exception as exc:
-            failure = self._as_step_failure(step, exc, deadline.expired())
+            failure = self._as_step_failure(step, exc, deadline.expired(), sink.activity())
             _end_step(step, began, StepStatus.FAILED, error=str(failure))
             data = {"step_name": step.name, "error": str(failure)}
             await run.publish(ev.STEP_ERROR, data, step.id, save=True)
@@ -116,30 +100,22 @@ class Pipeline:
         _end_step(step, began, StepStatus.COMPLETED, output=outcome.output)
         session.touch()
         milliseconds = (step.duration_ns or 0) // 1_000_000
-        done: dict[str, Any] = {"step_name": step.name, "output": outcome.output, "duration": milliseconds}
+        done: dict[str, Any] = {
+            "step_name": step.name,
+            "output": outcome.output,
+            "duration": milliseconds,
+            "progress": 100,
+        }
         if "usage" in step.metadata:
             done["usage"] = step.metadata["usage"]
         await run.publish(ev.STEP_COMPLETE, done, step.id, save=True)
 
-    def _retry_delay(self, state: RetryCallState) -> float:
-        """Exponential backoff with jitter, or exactly what the server asked for in Retry-After."""
-        failure = state.outcome.exception() if state.outcome else None
-        if isinstance(failure, ProviderError) and failure.retry_after is not None:
-            return max(0.0, failure.retry_after)
-        initial = self.options.retry_initial_delay
-        return wait_exponential_jitter(multiplier=initial, max=self.options.retry_max_delay, jitter=initial)(
-            state
-        )
-
-    async def _announce_retry(self, sink: StepSink, state: RetryCallState) -> None:
-        failure = state.outcome.exception() if state.outcome else None
-        delay = round(state.upcoming_sleep, 3)
-        log.warning("retrying in %g s (attempt %d): %s", delay, state.attempt_number + 1, failure)
-        await sink.restart(str(failure), attempt=state.attempt_number + 1, delay=delay)
-
-    def _as_step_failure(self, step: SessionStep, exc: Exception, timed_out: bool) -> StepFailed:
+    def _as_step_failure(self, step: SessionStep, exc: Exception, timed_out: bool, doing: str) -> StepFailed:
         if timed_out:
-            return StepTimedOut(step.name, f"{step.name} timed out after {self.options.step_timeout:g} s")
+            during = f" {doing}" if doing else ""
+            return StepTimedOut(
+                step.name, f"{step.name} timed out after {self.options.step_timeout:g} s{during}"
+            )
         if isinstance(exc, StepFailed):
             return exc
         if isinstance(exc, ProviderError):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from workflow.lesson.model import LessonContent, Outline, TopicAnalysis
+
+T = TypeVar("T")
 
 
 class TextSink(Protocol):
@@ -18,11 +21,27 @@ class TextSink(Protocol):
     async def write(self, text: str, weight: int | None = None) -> None:
         """Stream `text`; it counts `weight` towards progress (default: its length)."""
 
-    async def restart(self, reason: str) -> None:
-        """The text so far is void and the step starts over: clients are told with `step-retry`."""
+    def keep(self) -> None:
+        """What was written so far is final: a later `restart` keeps it (and sends it again)."""
 
-    def record_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
-        """Count tokens a model call used; raises BudgetExceeded once the session's budget is spent."""
+    async def restart(self, reason: str) -> None:
+        """The text since the last `keep` is void: clients are told with `step-retry` to drop the
+        step's text, and what was kept is sent again as one write."""
+
+    async def retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run one call to a model server, again after a transient ProviderError (announced with
+        `step-retry`, the text since the last `keep` void), as the service's retry settings say."""
+        ...
+
+    def doing(self, what: str) -> None:
+        """What the step is doing now ("section 2 of 5"), for the message if the step runs out of time."""
+
+    def warn(self, message: str) -> None:
+        """Something the learner or operator should know about the step's output; kept on the step."""
+
+    def record_usage(self, prompt_tokens: int, completion_tokens: int, estimated: bool = False) -> None:
+        """Count tokens a model call used (`estimated`: the server did not say); raises
+        BudgetExceeded once the session's budget is spent."""
 
     def token_allowance(self) -> int | None:
         """Tokens the session may still use (None: no budget); raises BudgetExceeded at zero."""

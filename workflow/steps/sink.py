@@ -1,15 +1,22 @@
-"""StepSink: a step's writes become step-delta events with rising progress; its token usage is kept."""
+"""StepSink: a step's writes become step-delta events with rising progress; its retries, usage and
+warnings are kept, and it can say what the step was doing when it ran out of time."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from core import events as ev
 from core.errors import BudgetExceeded
 from core.events import Event
 from core.models import Session, SessionStep
+from workflow.steps.retry import RetryPolicy
+
+log = logging.getLogger("orchestrator.engine")
+T = TypeVar("T")
 
 # (event type, data, step id) -> the event, once it has its id and is on its way to the log
 Publish = Callable[[str, dict[str, Any], str], Awaitable[Event]]
@@ -25,13 +32,25 @@ class UsagePolicy:
 
 
 class StepSink:
-    """Turns a provider's writes into `step-delta` events with a rising progress figure."""
+    """Turns a provider's writes into `step-delta` events with a rising progress figure.
 
-    def __init__(self, publish: Publish, session: Session, step: SessionStep, usage: UsagePolicy) -> None:
-        self._publish, self._session, self._step, self._usage = publish, session, step, usage
+    What the step wrote up to its last `keep()` survives a retry: after the `step-retry` that tells
+    clients to drop the step's text, it is sent again as one delta (never replayed piece by piece,
+    which would flood every live stream at once).
+    """
+
+    def __init__(
+        self, publish: Publish, session: Session, step: SessionStep, usage: UsagePolicy, retry: RetryPolicy
+    ) -> None:
+        self._publish, self._session, self._step = publish, session, step
+        self._usage, self._retry = usage, retry
         self._expected = 0
-        self._written = 0
-        self._progress = 0
+        self._written = self._progress = 0
+        self._kept: list[str] = []
+        self._current: list[str] = []
+        self._kept_written = self._kept_progress = 0
+        self._doing = ""
+        self._doing_since = self._last_write = 0.0
 
     def expect(self, total: int) -> None:
         self._expected = max(total, 1)
@@ -39,6 +58,8 @@ class StepSink:
     async def write(self, text: str, weight: int | None = None) -> None:
         if not text:
             return
+        self._current.append(text)
+        self._last_write = time.monotonic()
         self._written += len(text) if weight is None else weight
         if self._expected:
             # Never above 100, never going back, even if the provider underestimated.
@@ -46,17 +67,53 @@ class StepSink:
         data = {"delta": text, "progress": self._progress}
         await self._publish(ev.STEP_DELTA, data, self._step.id)
 
+    def keep(self) -> None:
+        self._kept += self._current
+        self._current = []
+        self._kept_written, self._kept_progress = self._written, self._progress
+
     async def restart(self, reason: str, **details: Any) -> None:
-        self._written = self._progress = 0
+        self._current = []
+        self._written, self._progress = self._kept_written, self._kept_progress
         data = {"step_name": self._step.name, "reason": reason, **details}
         await self._publish(ev.STEP_RETRY, data, self._step.id)
+        if self._kept:
+            self._kept = ["".join(self._kept)]
+            kept = {"delta": self._kept[0], "progress": self._progress}
+            await self._publish(ev.STEP_DELTA, kept, self._step.id)
 
-    def record_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+    async def retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        return await self._retry.call(attempt, self._announce_retry)
+
+    async def _announce_retry(self, failure: BaseException | None, attempt: int, delay: float) -> None:
+        log.warning("%s: retrying in %g s (attempt %d): %s", self._step.name, delay, attempt, failure)
+        await self.restart(str(failure), attempt=attempt, delay=delay)
+
+    def doing(self, what: str) -> None:
+        self._doing, self._doing_since, self._last_write = what, time.monotonic(), 0.0
+
+    def activity(self) -> str:
+        """What the step was doing, as the end of a sentence: "during section 2 of 5: waited 74 s for
+        the first token"; empty if the provider never said."""
+        if not self._doing:
+            return ""
+        now = time.monotonic()
+        if self._last_write < self._doing_since:
+            return f"during {self._doing}: waited {now - self._doing_since:.1f} s for the first token"
+        return f"during {self._doing}: the last token came {now - self._last_write:.1f} s before"
+
+    def warn(self, message: str) -> None:
+        log.warning("%s: %s", self._step.name, message)
+        self._step.metadata.setdefault("warnings", []).append(message)
+
+    def record_usage(self, prompt_tokens: int, completion_tokens: int, estimated: bool = False) -> None:
         options = self._usage
         for holder in (self._step.metadata, self._session.metadata):
             add_usage(
                 holder, prompt_tokens, completion_tokens, options.prompt_price, options.completion_price
             )
+            if estimated:
+                holder["usage"]["estimated"] = True
         used = self._session.metadata["usage"]["total_tokens"]
         if options.token_budget and used > options.token_budget:
             raise BudgetExceeded(
