@@ -107,6 +107,16 @@ class Engine:
             raise ImageNotFound(session_id, name)
         return image
 
+    @property
+    def running_count(self) -> int:
+        """Sessions running in this process now."""
+        return len(self.runs)
+
+    @property
+    def queue_length(self) -> int:
+        """Sessions waiting for a free run slot (max_running) in this process."""
+        return 0
+
     async def stats(self) -> dict[str, Any]:
         return {
             "by_status": await self.store.count(),
