@@ -27,7 +27,7 @@ from handlers.images import ImageHandler
 from handlers.lesson import LessonHTMLHandler, LessonMarkdownHandler
 from handlers.openapi import OpenAPIHandler
 from handlers.page import PageHandler
-from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, SessionsHandler
+from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, SessionsHandler, StartHandler
 from handlers.stream import OpenStreams, RunHandler
 from listener import CappedHTTPServer, connection_cap, raise_open_file_limit
 from store import MemoryStore, SessionStore
@@ -89,6 +89,7 @@ def make_app(settings: Settings, engine: Engine, access: Access | None = None) -
         (SESSION + r"/run", RunHandler),
         (SESSION + r"/result", ResultHandler),
         (SESSION + r"/cancel", CancelHandler),
+        (SESSION + r"/start", StartHandler),
         (SESSION + r"/images/([^/]+)", ImageHandler),
         (SESSION + r"/lesson\.html", LessonHTMLHandler),
         (SESSION + r"/lesson\.md", LessonMarkdownHandler),

@@ -62,7 +62,11 @@ class ProgressView:
     def show(self, event: dict[str, Any]) -> None:
         kind, data = event["type"], event.get("data", {})
         name = data.get("step_name") or self.step_names.get(event.get("step_id", ""), "")
-        if kind == "step-start":
+        if kind == "queued":
+            position = data.get("position", 0)
+            ahead = "it is next" if position == 1 else f"{position - 1} sessions are ahead"
+            self._print(Text(f"… waiting for a free run slot: {ahead}", style="yellow"))
+        elif kind == "step-start":
             self.step_names[event.get("step_id", "")] = name
             self._set(name, mark=MARKS["running"], completed=0, note="")
             self._print(Text(f"▶ {data.get('step_index', 0) + 1}/5 {name}", style="bold cyan"))

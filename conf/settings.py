@@ -241,6 +241,12 @@ class Settings:
     pace: float = option(
         0.0, "characters per second the builtin provider streams at (0 = as fast as possible)", minimum=0
     )
+    max_running: int = option(
+        32, "sessions that run at once in this process; more wait in a FIFO queue (0: no limit)", minimum=0
+    )
+    max_queued: int = option(
+        1000, "sessions that may wait for a run slot; a start beyond it gets 503 with Retry-After", minimum=0
+    )
     step_timeout: float = option(120.0, "seconds one step may run before it fails", minimum=0.01)
     shutdown_timeout: float = option(
         30.0, "seconds running sessions get to finish on SIGTERM before they are interrupted", minimum=0
@@ -292,6 +298,8 @@ class Settings:
             max_sessions=self.max_sessions,
             max_pending_per_client=self.max_pending_per_client,
             max_topic_length=self.max_topic_length,
+            max_running=self.max_running,
+            max_queued=self.max_queued,
             retry=RetryPolicy(
                 retries=self.retries,
                 initial_delay=self.retry_initial_delay,

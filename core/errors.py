@@ -20,7 +20,8 @@
      │    ├── ShuttingDown     it is draining and takes no new work
      │    ├── StoreUnavailable the store cannot be opened, read or written
      │    │    └── NotRecorded a state change the store did not take
-     │    └── TooManySessions  max_sessions is reached and nothing finished can make room
+     │    ├── TooManySessions  max_sessions is reached and nothing finished can make room
+     │    └── QueueFull        max_running sessions run and max_queued wait; `retry_after`
      ├── ProviderError         the model server failed; a `transient` one is worth retrying
      └── StepFailed            a step of the pipeline failed; `step` names it
           ├── StepTimedOut     the step ran past its timeout
@@ -125,6 +126,12 @@ class NotRecorded(StoreUnavailable):
 
 class TooManySessions(Unavailable):
     pass
+
+
+class QueueFull(Unavailable):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StepFailed(OrchestratorError):

@@ -15,6 +15,7 @@ STEP_DELTA = "step-delta"
 STEP_COMPLETE = "step-complete"
 STEP_ERROR = "step-error"
 STEP_RETRY = "step-retry"
+QUEUED = "queued"  # the session waits for a run slot; `position` 1 is next
 FINAL = "final"
 ERROR = "error"
 TERMINAL_TYPES = frozenset({FINAL, ERROR})

@@ -13,6 +13,7 @@ STEP_NAMES = ("analyze-topic", "generate-outline", "create-content", "generate-i
 
 class SessionStatus(StrEnum):
     PENDING = "pending"
+    QUEUED = "queued"  # started, waiting for one of max_running run slots
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -34,6 +35,7 @@ class StopReason(StrEnum):
 
 class StepStatus(StrEnum):
     PENDING = "pending"
+    QUEUED = "queued"  # started, waiting for one of max_running run slots
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"

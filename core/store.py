@@ -13,7 +13,7 @@ from core.events import Event
 from core.models import Session, SessionStatus
 
 FINISHED = (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED)
-UNFINISHED = (SessionStatus.RUNNING, SessionStatus.INTERRUPTED)
+UNFINISHED = (SessionStatus.QUEUED, SessionStatus.RUNNING, SessionStatus.INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def unfinished(self) -> list[Session]:
-        """Sessions a stop left running or interrupted, oldest first."""
+        """Sessions queued, or a stop left running or interrupted, oldest first."""
 
     @abstractmethod
     async def count(self, owner: str | None = None) -> dict[str, int]:

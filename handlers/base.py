@@ -97,9 +97,10 @@ class JSONErrors(tornado.web.RequestHandler):
             message = self._reason
         if isinstance(exc, Unauthorized):
             self.set_header("WWW-Authenticate", 'Bearer realm="orchestrator"')
+        retry_after = getattr(exc, "retry_after", None)  # Throttled, QueueFull
+        if retry_after is not None:
+            self.set_header("Retry-After", str(max(1, round(retry_after))))
         if isinstance(exc, Throttled):
-            if exc.retry_after is not None:
-                self.set_header("Retry-After", str(max(1, round(exc.retry_after))))
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -184,7 +185,11 @@ class BaseHandler(JSONErrors):
 
     def session_json(self, session: Session) -> dict[str, Any]:
         """A session as clients see it: the contract's fields, and where to stream it."""
-        return {**session.to_json(), "stream_url": self.stream_url(session.id)}
+        shown = {**session.to_json(), "stream_url": self.stream_url(session.id)}
+        position = self.engine.queue_position(session.id)
+        if position is not None:
+            shown["queue_position"] = position  # 1: it runs next
+        return shown
 
     def other_credentials(self) -> bool:
         """Whether the request proves its right some other way than a key (a stream token)."""

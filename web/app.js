@@ -12,7 +12,7 @@ const STEP_LABELS = {
   pending: 'Waiting', running: 'Writing', completed: 'Done', failed: 'Failed', stopped: 'Stopped', skipped: 'Skipped',
 };
 const RUN_LABELS = {
-  pending: 'Starting', running: 'Writing', completed: 'Completed', failed: 'Failed', cancelled: 'Cancelled',
+  pending: 'Starting', queued: 'Waiting', running: 'Writing', completed: 'Completed', failed: 'Failed', cancelled: 'Cancelled',
   interrupted: 'Interrupted',
 };
 const RECENT_LIMIT = 12;
@@ -353,7 +353,14 @@ function apply(r, event) {
   const data = event.data || {};
   const view = stepView(r, event);
   switch (event.type) {
+    case 'queued':
+      // The service runs max_running lessons at once; this one waits its turn.
+      setRunStatus('queued');
+      showConnection(data.position === 1 ? 'Waiting: this lesson is next.'
+        : `Waiting: ${data.position - 1} lessons are ahead of this one.`);
+      break;
     case 'step-start':
+      showConnection('');
       r.stepNames[event.step_id] = data.step_name;
       setRunStatus('running');
       if (!view) return;

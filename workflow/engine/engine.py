@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import timedelta
@@ -13,6 +14,7 @@ from core.errors import (
     ImageNotFound,
     InvalidInput,
     NotRecorded,
+    QueueFull,
     ResultNotReady,
     SessionConflict,
     SessionNotFound,
@@ -20,6 +22,7 @@ from core.errors import (
     StoreUnavailable,
     Throttled,
     TooManySessions,
+    Unavailable,
 )
 from core.events import make_event
 from core.models import Session, SessionResult, SessionStatus, StopReason, utcnow
@@ -60,6 +63,11 @@ class Engine:
         self.options = options
         self.log = event_log or LocalEventLog(store, options.subscriber_buffer)
         self.runs: dict[str, Run] = {}
+        # Sessions waiting for a run slot, first in first out (a dict keeps insertion order).
+        self._queue: dict[str, None] = {}
+        self._draining_queue: asyncio.Task[None] | None = None
+        self._starting = 0  # sessions given a run slot whose Run is not yet launched
+        self._queue_changed = False  # a queued session left: those behind it are told
         self._locks = SessionLocks()
         self._count: int | None = None  # sessions in the store, counted once, then kept up to date
         self.accepting = True
@@ -115,7 +123,14 @@ class Engine:
     @property
     def queue_length(self) -> int:
         """Sessions waiting for a free run slot (max_running) in this process."""
-        return 0
+        return len(self._queue)
+
+    def queue_position(self, session_id: str) -> int | None:
+        """1 for the session that runs next; None if it is not queued."""
+        for position, queued in enumerate(self._queue, start=1):
+            if queued == session_id:
+                return position
+        return None
 
     async def stats(self) -> dict[str, Any]:
         return {
@@ -152,6 +167,17 @@ class Engine:
         log.info("session %s created for topic %r", session.id, topic, extra={"session_id": session.id})
         return session
 
+    async def create_and_start(self, topic: Any, owner: str = "") -> Session:
+        """Create a session and start it at once, for work nobody watches; a start that is refused
+        (queue full, draining) leaves no session behind."""
+        session = await self.create_session(topic, owner=owner)
+        try:
+            return await self.start(session.id)
+        except Unavailable:
+            with contextlib.suppress(SessionNotFound, StoreUnavailable):
+                await self.delete(session.id)
+            raise
+
     def _checked_topic(self, topic: Any) -> str:
         if not isinstance(topic, str) or not topic.strip():
             raise InvalidInput("topic must be a non-blank string")
@@ -163,7 +189,8 @@ class Engine:
         return topic
 
     async def start(self, session_id: str) -> Session:
-        """Start a pending session; it runs on its own until it ends, whoever is watching."""
+        """Start a pending session: it runs on its own until it ends, whoever is watching, or waits
+        in the queue (`queued`) while max_running sessions run."""
         async with self._locks.hold(session_id):
             return await self._start(session_id)
 
@@ -172,12 +199,109 @@ class Engine:
         session = await self._fresh(session_id)
         _check_pending(session)
         self._check_accepting()
+        # First come, first served: while anyone waits, a new start waits behind them.
+        if self._queue or not self._has_free_slot():
+            await self._enqueue(session)
+        else:
+            await self._begin(session)
+        return session
+
+    def _has_free_slot(self) -> bool:
+        taken = len(self.runs) + self._starting
+        return not self.options.max_running or taken < self.options.max_running
+
+    async def _begin(self, session: Session) -> None:
+        """Run the session now. With its lock held; its slot is taken before the first await."""
         session.status = SessionStatus.RUNNING
         session.run_started_ns = time.time_ns()
         session.touch()
-        await self.store.update(session)
-        self._launch(session)
-        return session
+        self._starting += 1
+        try:
+            await self.store.update(session)
+            self._launch(session)
+        finally:
+            self._starting -= 1
+
+    async def _enqueue(self, session: Session) -> None:
+        """Queue the session, stored with its `queued` event in one commit. With its lock held."""
+        if len(self._queue) >= self.options.max_queued:
+            raise QueueFull(
+                f"{len(self.runs)} sessions are running and {len(self._queue)} are waiting, the most "
+                "this service takes; try again later",
+                retry_after=30,
+            )
+        session.status = SessionStatus.QUEUED
+        session.metadata["queued_at_ns"] = time.time_ns()  # the order survives a restart
+        session.touch()
+        try:
+            await self._announce_position(session, len(self._queue) + 1)
+        except StoreUnavailable as exc:
+            raise NotRecorded("start", exc) from exc
+        self._queue[session.id] = None
+        log.info(
+            "session %s queued at position %d", session.id, len(self._queue), extra={"session_id": session.id}
+        )
+
+    def _announce_position(self, session: Session, position: int) -> asyncio.Future[None]:
+        """Append a `queued` event with the session's state; the future is its commit."""
+        session.last_event_id += 1
+        data = {"position": position, "running": len(self.runs), "max_running": self.options.max_running}
+        return self.log.append(make_event(session.last_event_id, ev.QUEUED, session.id, data), session)
+
+    def _leave_queue(self, session_id: str) -> None:
+        """A queued session was cancelled or deleted: those behind it move up."""
+        if session_id in self._queue:
+            del self._queue[session_id]
+            self._queue_changed = True
+            self._drain_queue_soon()
+
+    def _drain_queue_soon(self) -> None:
+        """Start queued sessions while there are free slots, then tell the rest where they stand;
+        one drain at a time, started from callbacks that cannot wait."""
+        if self._draining_queue is None or self._draining_queue.done():
+            self._draining_queue = asyncio.get_running_loop().create_task(self._drain_queue())
+
+    async def _drain_queue(self) -> None:
+        while True:
+            moved = False
+            while self._queue and self._has_free_slot() and self.accepting:
+                moved = True
+                await self._start_next()
+            if moved or self._queue_changed:
+                self._queue_changed = False
+                await self._announce_positions()
+            # A slot freed or a session left while positions were announced: go round again.
+            if not (self._queue_changed or (self._queue and self._has_free_slot() and self.accepting)):
+                return
+
+    async def _start_next(self) -> None:
+        session_id = next(iter(self._queue))
+        async with self._locks.hold(session_id):
+            if session_id not in self._queue:
+                return  # it left the queue while we waited for its lock
+            del self._queue[session_id]
+            try:
+                session = await self._fresh(session_id)
+                if session.status == SessionStatus.QUEUED:
+                    waited = time.time_ns() - session.metadata.get("queued_at_ns", time.time_ns())
+                    log.info("session %s leaves the queue after %.3f s", session_id, waited / 1e9)
+                    await self._begin(session)
+            except (SessionNotFound, StoreUnavailable) as exc:
+                log.warning("queued session %s could not start: %s", session_id, exc)
+
+    async def _announce_positions(self) -> None:
+        """Tell every queued session its new place. Their commits are awaited together, each
+        session's lock held until its event is stored, so no command reads a stale event id."""
+        async with contextlib.AsyncExitStack() as locks:
+            commits = []
+            for position, session_id in enumerate(list(self._queue), start=1):
+                await locks.enter_async_context(self._locks.hold(session_id))
+                if session_id in self._queue:
+                    session = await self._fresh(session_id)
+                    commits.append(self._announce_position(session, position))
+            for failure in await asyncio.gather(*commits, return_exceptions=True):
+                if isinstance(failure, Exception):
+                    log.warning("a queued session was not told its place: %s", failure)
 
     async def cancel(self, session_id: str) -> Session:
         """Cancel a pending or running session; answers once the cancellation is stored."""
@@ -194,6 +318,7 @@ class Engine:
                 session = await self._fresh(session_id)
                 if not session.status.finished:
                     await self._record_cancelled(session)
+                    self._leave_queue(session_id)
                     return session
             raise SessionConflict(f"session {session_id} already ended ({session.status.value})")
 
@@ -217,6 +342,7 @@ class Engine:
                 await run.stop(StopReason.DELETED)
             if not await self.store.delete(session_id):
                 raise SessionNotFound(session_id)
+            self._leave_queue(session_id)
             self._count = None
             self.log.close_session(session_id, CloseReason.DELETED)
         log.info("session %s deleted (it was %s)", session_id, status.value, extra={"session_id": session_id})
@@ -250,7 +376,7 @@ class Engine:
     async def _subscribe(self, session: Session, after_id: int, will_start: bool) -> Subscription | None:
         # From the check of `runs` to the subscription being in place there is no await, so a run
         # that ends later ends this subscription too.
-        if session.id not in self.runs and not will_start and after_id >= session.last_event_id:
+        if not self._is_live(session.id) and not will_start and after_id >= session.last_event_id:
             return None
         subscription = await self.log.subscribe(session.id, min(after_id, session.last_event_id))
         try:
@@ -259,9 +385,13 @@ class Engine:
         except BaseException:
             self.log.unsubscribe(subscription)
             raise
-        if session.id not in self.runs:
+        if not self._is_live(session.id):
             subscription.close(CloseReason.ENDED)
         return subscription
+
+    def _is_live(self, session_id: str) -> bool:
+        """Running or queued: its stream stays open for what comes next."""
+        return session_id in self.runs or session_id in self._queue
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.log.unsubscribe(subscription)
@@ -277,6 +407,8 @@ class Engine:
     def _run_ended(self, run: Run, task: asyncio.Task[None]) -> None:
         if self.runs.get(run.session.id) is run:
             del self.runs[run.session.id]
+        if self._queue:
+            self._drain_queue_soon()  # a slot is free
         if not task.cancelled() and task.exception() is not None:
             # A Run decides every outcome itself; anything left here is a bug, so make it loud.
             log.error("session %s run crashed", run.session.id, exc_info=task.exception())
@@ -286,9 +418,11 @@ class Engine:
         return IMAGE_URL.format(session_id=session_id, name=name)
 
     async def resume_unfinished(self) -> int:
-        """Continue every session a crash or a stop left running or interrupted; returns how many."""
-        sessions = await self.store.unfinished()
-        for session in sessions:
+        """Continue every session a crash or a stop left running or interrupted (they had their slots
+        first); then put queued ones back in the queue in their order. Returns how many resumed."""
+        unfinished = await self.store.unfinished()
+        resumed = [s for s in unfinished if s.status != SessionStatus.QUEUED]
+        for session in resumed:
             log.info(
                 "resuming session %s from event %d",
                 session.id,
@@ -298,15 +432,27 @@ class Engine:
             session.status = SessionStatus.RUNNING
             session.metadata.pop("error", None)
             self._launch(session)
-        return len(sessions)
+        self._requeue(unfinished)
+        return len(resumed)
 
     async def mark_unfinished_interrupted(self) -> int:
-        """With resume off: record that sessions a crash left running are not running any more."""
-        sessions = [s for s in await self.store.unfinished() if s.status == SessionStatus.RUNNING]
+        """With resume off: record that sessions a crash left running are not running any more.
+        Queued sessions never started, so they stay queued and run in their turn."""
+        unfinished = await self.store.unfinished()
+        sessions = [s for s in unfinished if s.status == SessionStatus.RUNNING]
         for session in sessions:
             set_status(session, SessionStatus.INTERRUPTED, "the service stopped during the run")
             await self.store.update(session)
+        self._requeue(unfinished)
         return len(sessions)
+
+    def _requeue(self, unfinished: list[Session]) -> None:
+        queued = [s for s in unfinished if s.status == SessionStatus.QUEUED]
+        queued.sort(key=lambda s: s.metadata.get("queued_at_ns", 0))
+        self._queue.update(dict.fromkeys(s.id for s in queued))
+        if queued:
+            log.info("%d sessions are queued, as they were before the stop", len(queued))
+            self._drain_queue_soon()
 
     async def _fresh(self, session_id: str) -> Session:
         """The session as it is now: its Run's if it is running, else the store's. Under its lock."""

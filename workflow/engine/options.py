@@ -17,6 +17,8 @@ class EngineOptions:
     max_sessions: int
     max_pending_per_client: int
     max_topic_length: int  # characters
+    max_running: int  # sessions running at once in this process; more wait in the queue (0: no cap)
+    max_queued: int  # sessions waiting; a start beyond it is refused
     retry: RetryPolicy  # of a model call (or a step), after a transient provider failure
     optional_steps: frozenset[str]  # steps whose failure leaves the lesson partial
     usage: UsagePolicy
