@@ -8,6 +8,7 @@ import re
 
 from tornado.iostream import IOStream, StreamClosedError
 
+from core import metrics
 from core.errors import InvalidInput
 from core.events import CONNECTED, Event, make_event
 from handlers.base import BaseHandler
@@ -60,6 +61,7 @@ class RunHandler(BaseHandler):
     """
 
     subscription: Subscription | None = None
+    streamed = False  # answered with an event stream (the request metrics time it apart)
     _waiter: asyncio.Future[list[Event]] | None = None
 
     def other_credentials(self) -> bool:
@@ -105,10 +107,12 @@ class RunHandler(BaseHandler):
             self.finish()
             return
         self.subscription = subscription
+        self.streamed = True
         subscription.reader_alive = self._connection_open
         subscription.on_cut_off = self._cut_off
         open_streams: OpenStreams = self.application.settings["open_streams"]
         open_streams.add(self)
+        metrics.SSE_STREAMS_OPEN.inc()
         try:
             await self._send_events(subscription)
             # Wait for the last bytes to leave, so a shutdown that follows cannot cut them off.
@@ -118,6 +122,7 @@ class RunHandler(BaseHandler):
         finally:
             self.engine.unsubscribe(subscription)
             open_streams.discard(self)
+            metrics.SSE_STREAMS_OPEN.dec()
 
     async def _send_events(self, subscription: Subscription) -> None:
         self.set_header("Content-Type", "text/event-stream")
@@ -140,6 +145,7 @@ class RunHandler(BaseHandler):
                     await self._send(b": the server is shutting down; reconnect later\n\n")
                 return
             await self._send(b"".join(event.frame for event in batch))
+            metrics.EVENTS_DELIVERED.inc(len(batch))
             if batch[-1].terminal:
                 return
 
@@ -149,8 +155,10 @@ class RunHandler(BaseHandler):
         try:
             await asyncio.wait_for(self.flush(), timeout=self.config.flush_timeout)
         except TimeoutError:
+            metrics.SSE_CUT_OFF.labels("flush_timeout").inc()
             self._cut_off(f"the client took no data for {self.config.flush_timeout:g} s")
             raise StreamClosedError() from None
+        metrics.SSE_SENT_BYTES.inc(len(data))
 
     def _socket(self) -> IOStream | None:
         # HTTP/1 connections have the stream; the interface does not promise one.

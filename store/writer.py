@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from core import metrics
+
 log = logging.getLogger("orchestrator.store")
 
 T = TypeVar("T")
@@ -109,6 +111,7 @@ class GroupCommitWriter:
         return batch
 
     def _commit(self, connection: sqlite3.Connection, work: list[Any]) -> None:
+        began = time.perf_counter()
         try:
             try:
                 outcomes = self._transaction(connection, work, isolate=False)
@@ -122,6 +125,10 @@ class GroupCommitWriter:
             log.error("database commit of %d writes failed: %s", len(work), exc)
             self.last_error = str(exc)
             outcomes = [(False, exc)] * len(work)
+            metrics.STORE_COMMIT_FAILURES.inc()
+        else:
+            metrics.STORE_COMMIT_DURATION.observe(time.perf_counter() - began)
+            metrics.STORE_COMMIT_BATCH.observe(len(work))
         loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (_, future, loop), (ok, value) in zip(work, outcomes, strict=True):
             if isinstance(value, sqlite3.Error):

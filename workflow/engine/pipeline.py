@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from core import events as ev
+from core import metrics
 from core.errors import (
     BudgetExceeded,
     ProviderError,
@@ -63,7 +64,8 @@ class Pipeline:
 
     async def _run_step(self, run: Run, step: SessionStep) -> None:
         session = run.session
-        sink = StepSink(run.publish, session, step, self.options.usage, self.options.retry)
+        provider = self.provider.name
+        sink = StepSink(run.publish, session, step, self.options.usage, self.options.retry, provider=provider)
         if step.status != StepStatus.PENDING:
             # A stop cut this step short: clients drop what they have of it, and it runs again.
             await sink.restart(RESTARTED)
@@ -84,12 +86,15 @@ class Pipeline:
                 outcome = await sink.retry(functools.partial(STEPS[step.name], context))
         except asyncio.CancelledError:
             _end_step(step, began, StepStatus.FAILED, error=run.stop_reason.value)
+            _observe(step, provider, "stopped")
             raise
         except (StoreUnavailable, SessionNotFound):
             raise  # not the step's failure: the run cannot record anything more
         except Exception as exc:
             failure = self._as_step_failure(step, exc, deadline.expired(), sink.activity())
             _end_step(step, began, StepStatus.FAILED, error=str(failure))
+            _observe(step, provider, "failed")
+            metrics.STEP_ERRORS.labels(step.name, provider, _error_reason(exc, failure)).inc()
             data = {"step_name": step.name, "error": str(failure)}
             await run.publish(ev.STEP_ERROR, data, step.id, save=True)
             if step.name in self.options.optional_steps and not isinstance(failure, BudgetExceeded):
@@ -98,6 +103,7 @@ class Pipeline:
             raise failure from exc
         session.checkpoints[step.name] = outcome.checkpoint
         _end_step(step, began, StepStatus.COMPLETED, output=outcome.output)
+        _observe(step, provider, "completed")
         session.touch()
         milliseconds = (step.duration_ns or 0) // 1_000_000
         done: dict[str, Any] = {
@@ -122,6 +128,21 @@ class Pipeline:
             return StepFailed(step.name, f"{step.name} failed: {exc}")
         log.warning("step %s failed: %s", step.name, exc, exc_info=exc)
         return StepFailed(step.name, f"{step.name} failed: {exc}")
+
+
+def _observe(step: SessionStep, provider: str, outcome: str) -> None:
+    metrics.STEP_DURATION.labels(step.name, provider, outcome).observe((step.duration_ns or 0) / 1e9)
+
+
+def _error_reason(exc: Exception, failure: StepFailed) -> str:
+    """Why a step failed, as the step-errors metric says it: a small fixed set."""
+    if isinstance(failure, StepTimedOut):
+        return "timeout"
+    if isinstance(failure, BudgetExceeded):
+        return "budget"
+    if isinstance(exc, ProviderError):
+        return "provider"
+    return "error"
 
 
 def _end_step(step: SessionStep, began: int, status: StepStatus, output: str = "", error: str = "") -> None:

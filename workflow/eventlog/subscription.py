@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
+from core import metrics
 from core.events import Event
 
 
@@ -67,6 +68,7 @@ class Subscription:
         if self.closed:
             return
         if len(self._pending) >= self.limit + self._backlog:
+            metrics.SSE_CUT_OFF.labels("overflow").inc()
             self.close(CloseReason.OVERFLOW)
             if self.on_cut_off is not None:
                 self.on_cut_off()

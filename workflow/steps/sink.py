@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from core import events as ev
+from core import metrics
 from core.errors import BudgetExceeded
 from core.events import Event
 from core.models import Session, SessionStep
@@ -40,10 +41,18 @@ class StepSink:
     """
 
     def __init__(
-        self, publish: Publish, session: Session, step: SessionStep, usage: UsagePolicy, retry: RetryPolicy
+        self,
+        publish: Publish,
+        session: Session,
+        step: SessionStep,
+        usage: UsagePolicy,
+        retry: RetryPolicy,
+        *,
+        provider: str = "",
     ) -> None:
         self._publish, self._session, self._step = publish, session, step
         self._usage, self._retry = usage, retry
+        self._provider = provider  # the provider's name, for the metrics
         self._expected = 0
         self._written = self._progress = 0
         self._kept: list[str] = []
@@ -87,6 +96,7 @@ class StepSink:
 
     async def _announce_retry(self, failure: BaseException | None, attempt: int, delay: float) -> None:
         log.warning("%s: retrying in %g s (attempt %d): %s", self._step.name, delay, attempt, failure)
+        metrics.MODEL_RETRIES.labels(self._provider, self._step.name).inc()
         await self.restart(str(failure), attempt=attempt, delay=delay)
 
     def doing(self, what: str) -> None:
@@ -108,6 +118,11 @@ class StepSink:
 
     def record_usage(self, prompt_tokens: int, completion_tokens: int, estimated: bool = False) -> None:
         options = self._usage
+        prompt, completion = max(0, prompt_tokens), max(0, completion_tokens)  # a counter only goes up
+        metrics.MODEL_TOKENS.labels(self._provider, "prompt").inc(prompt)
+        metrics.MODEL_TOKENS.labels(self._provider, "completion").inc(completion)
+        cost = prompt * options.prompt_price + completion * options.completion_price
+        metrics.MODEL_COST.labels(self._provider).inc(cost / 1e6)
         for holder in (self._step.metadata, self._session.metadata):
             add_usage(
                 holder, prompt_tokens, completion_tokens, options.prompt_price, options.completion_price
