@@ -1,9 +1,10 @@
-"""GET /health: is the service up, and what is it doing."""
+"""GET /health: is the service up, and what is it doing; GET /ready: should it be sent new work."""
 
 from __future__ import annotations
 
 import time
 
+from core.errors import Unavailable
 from core.models import rfc3339, utcnow
 from handlers.base import BaseHandler
 
@@ -38,3 +39,33 @@ class HealthHandler(BaseHandler):
                 "uptime_seconds": round(time.monotonic() - STARTED, 3),
             }
         )
+
+
+class NotReady(Unavailable):
+    """A 503 from /ready; its message says why."""
+
+
+class ReadyHandler(BaseHandler):
+    """Readiness, for a load balancer: 200 while the service takes new work, a 503 in the JSON error
+    shape saying why while it does not (draining, its queue is full, or its store cannot be written).
+    /health stays liveness: a service alive but not ready must not be restarted, only sent less."""
+
+    needs_key = False
+    rate_limited = False  # probes poll it
+
+    async def get(self) -> None:
+        engine = self.engine
+        if not engine.accepting:
+            raise NotReady("not ready: the service is not taking new work (it is shutting down)")
+        if engine.queue_full:
+            raise NotReady(
+                f"not ready: {engine.running_count} sessions are running and {engine.queue_length} "
+                "waiting, the most it takes"
+            )
+        try:
+            writable = (await engine.store.describe()).get("writable", False)
+        except (Unavailable, OSError, RuntimeError):  # RuntimeError: its threads are shut down
+            writable = False
+        if not writable:
+            raise NotReady("not ready: the session store cannot be written")
+        self.write_json({"status": "ready", "timestamp": rfc3339(utcnow())})
