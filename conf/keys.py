@@ -7,6 +7,7 @@ its line with `python -m conf.keys NAME [--admin]`.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import hmac
 import secrets
@@ -88,10 +89,21 @@ def _read_file(path: Path) -> dict[str, Identity]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conf.keys", description="Make a new API key.")
-    parser.add_argument("name", help="whose key it is: the owner of the sessions it creates")
+    parser = argparse.ArgumentParser(
+        prog="python -m conf.keys", description="Make a new API key, or a webhook signing secret."
+    )
+    parser.add_argument("name", nargs="?", help="whose key it is: the owner of the sessions it creates")
     parser.add_argument("--admin", action="store_true", help="the key sees every session and /health in full")
+    parser.add_argument(
+        "--webhook", action="store_true", help="make a webhook_secret (whsec_...) instead of an API key"
+    )
     args = parser.parse_args(argv)
+    if args.webhook:
+        secret = base64.b64encode(secrets.token_bytes(32)).decode()
+        print(f"webhook_secret (set ORCH_WEBHOOK_SECRET; receivers verify with it): whsec_{secret}")
+        return 0
+    if not args.name:
+        parser.error("give the key's NAME (or --webhook for a webhook secret)")
     key = secrets.token_urlsafe(32)
     print(f"key (give it to the client; it is not stored): {key}")
     print(f"line for the api_keys_file: {args.name} {digest(key)}{' admin' if args.admin else ''}")

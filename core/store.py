@@ -1,11 +1,12 @@
-"""The one interface every session store implements, so the engine never knows which it has."""
+"""The one interface every session store implements, so the engine never knows which it has; and the
+webhook deliveries it keeps beside the sessions (the outbox)."""
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,26 @@ UNFINISHED = (SessionStatus.QUEUED, SessionStatus.RUNNING, SessionStatus.INTERRU
 class StoredImage:
     content_type: str
     data: bytes
+
+
+@dataclass
+class Delivery:
+    """One webhook message to one URL, kept until it is delivered or given up on.
+
+    `id` is the message's `webhook-id`: the same on every attempt, so a receiver keeps each once.
+    """
+
+    id: str
+    session_id: str
+    event_type: str  # "session.completed", "step.failed", ...
+    url: str
+    payload: bytes  # the JSON body, exactly as it is signed and sent
+    created_at: float  # seconds since the epoch
+    next_attempt_at: float
+    attempts: int = 0
+    status: str = "pending"  # pending, delivered, gone (the receiver answered 410), failed (gave up)
+    last_error: str = ""
+    delivered_at: float | None = field(default=None)
 
 
 class SessionStore(ABC):
@@ -73,11 +94,16 @@ class SessionStore(ABC):
 
     @abstractmethod
     def append_events(
-        self, session_id: str, events: Sequence[Event], session: Session | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        session: Session | None = None,
+        outbox: Sequence[Delivery] = (),
     ) -> asyncio.Future[None]:
-        """Queue events for the log now, with `session` updated in the same commit if given, so
-        state and event agree. The future completes once they are committed (SessionNotFound if
-        the session is gone); writes complete in the order they were made."""
+        """Queue events for the log now, with `session` updated and the webhook deliveries the
+        events cause added in the same commit, so state, events and outbox agree. The future
+        completes once they are committed (SessionNotFound if the session is gone); writes complete
+        in the order they were made."""
 
     @abstractmethod
     async def events_after(self, session_id: str, after_id: int) -> list[Event]:
@@ -97,6 +123,22 @@ class SessionStore(ABC):
         created before `pending_before`; then the oldest finished ones (and, with `pending_before`,
         then the oldest pending ones) until at most `keep_at_most` sessions are left. Running and
         interrupted sessions are never deleted. Returns the ids deleted."""
+
+    @abstractmethod
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due at `now`, the longest due first."""
+
+    @abstractmethod
+    async def next_delivery_at(self) -> float | None:
+        """When the earliest pending delivery is due; None if none is pending."""
+
+    @abstractmethod
+    async def record_attempt(self, delivery: Delivery) -> None:
+        """Keep a delivery's state after an attempt (its session may be gone meanwhile: no error)."""
+
+    @abstractmethod
+    async def deliveries(self, session_id: str) -> list[Delivery]:
+        """The session's webhook deliveries, oldest first."""
 
     @abstractmethod
     async def describe(self) -> dict[str, Any]:

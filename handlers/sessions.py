@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from core.errors import InvalidInput
+from core.models import rfc3339
+from core.store import Delivery
 from handlers.base import BaseHandler
+from workflow.webhooks import EVENT_TYPES, SESSION_EVENTS, RefusedDestination, WebhookTarget, check_url
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -18,16 +24,44 @@ class SessionsHandler(BaseHandler):
         start = body.get("start", False)
         if not isinstance(start, bool):
             raise InvalidInput("start must be true or false")
+        webhooks = self._webhooks(body)
         if start:
-            session = await self.engine.create_and_start(body.get("topic"), owner=self.caller)
+            session = await self.engine.create_and_start(body.get("topic"), self.caller, webhooks)
         else:
-            session = await self.engine.create_session(body.get("topic"), owner=self.caller)
+            session = await self.engine.create_session(
+                body.get("topic"), owner=self.caller, webhooks=webhooks
+            )
         self.set_header("Location", f"/api/sessions/{session.id}")
         created = {"id": session.id, "stream_url": self.stream_url(session.id)}
         if start:
             self.write_json({**created, "status": session.status.value}, status=202)
         else:
             self.write_json(created, status=201)
+
+    def _webhooks(self, body: dict[str, Any]) -> list[WebhookTarget]:
+        """The session's own webhook target from `webhook_url` and `webhook_events`, checked."""
+        url, events = body.get("webhook_url"), body.get("webhook_events")
+        if url is None:
+            if events is not None:
+                raise InvalidInput("webhook_events needs a webhook_url")
+            return []
+        if not self.config.webhook_secret:
+            raise InvalidInput("this service sends no webhooks: it has no webhook_secret")
+        try:
+            check_url(url, self.config.webhook_allow_private)
+        except RefusedDestination as exc:
+            raise InvalidInput(str(exc)) from None
+        if events is None:
+            events = list(SESSION_EVENTS)
+        known = ", ".join(EVENT_TYPES)
+        if (
+            not isinstance(events, list)
+            or not events
+            or len(set(events)) != len(events)
+            or any(event not in EVENT_TYPES for event in events)
+        ):
+            raise InvalidInput(f"webhook_events must be a list of some of {known}")
+        return [WebhookTarget(url, tuple(events))]
 
     async def get(self) -> None:
         """Sessions, newest first; `?limit=` (1-100, default 20), `?status=`, and `?before=<id>` for
@@ -48,8 +82,13 @@ class SessionsHandler(BaseHandler):
 
 class SessionHandler(BaseHandler):
     async def get(self, session_id: str) -> None:
+        """The session; with webhooks, each message and how its delivery went."""
         session = await self.owned(session_id)
-        self.write_json(self.session_json(session))
+        shown = self.session_json(session)
+        deliveries = await self.engine.deliveries(session_id)
+        if deliveries:
+            shown["webhooks"] = [delivery_json(d) for d in deliveries]
+        self.write_json(shown)
 
     async def delete(self, session_id: str) -> None:
         """Cancel the session if it is running, then forget it with its events and images."""
@@ -80,3 +119,22 @@ class CancelHandler(BaseHandler):
         await self.owned(session_id)
         session = await self.engine.cancel(session_id)
         self.write_json(self.session_json(session))
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    def moment(seconds: float | None) -> str | None:
+        return rfc3339(datetime.fromtimestamp(seconds, UTC)) if seconds is not None else None
+
+    shown = {
+        "id": delivery.id,
+        "type": delivery.event_type,
+        "url": delivery.url,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error or None,
+        "created_at": moment(delivery.created_at),
+        "delivered_at": moment(delivery.delivered_at),
+    }
+    if delivery.status == "pending":
+        shown["next_attempt_at"] = moment(delivery.next_attempt_at)
+    return shown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,7 +13,7 @@ from typing import Any
 from core.errors import SessionNotFound
 from core.events import Event
 from core.models import Session, SessionStatus
-from core.store import FINISHED, UNFINISHED, SessionStore, StoredImage
+from core.store import FINISHED, UNFINISHED, Delivery, SessionStore, StoredImage
 from store.records import Row, session_from_row, session_to_row
 
 
@@ -30,6 +31,7 @@ class MemoryStore(SessionStore):
         self._owner: dict[str, str] = {}
         self._events: dict[str, list[Event]] = {}
         self._images: dict[str, dict[str, StoredImage]] = {}
+        self._deliveries: dict[str, Delivery] = {}  # by id, in the order they were added
 
     def _keep(self, session: Session) -> None:
         self._rows[session.id] = session_to_row(session)
@@ -61,6 +63,8 @@ class MemoryStore(SessionStore):
         self._keep(session)
 
     async def delete(self, session_id: str) -> bool:
+        for delivery in [d for d in self._deliveries.values() if d.session_id == session_id]:
+            del self._deliveries[delivery.id]
         self._events.pop(session_id, None)
         self._images.pop(session_id, None)
         self._status.pop(session_id, None)
@@ -96,7 +100,11 @@ class MemoryStore(SessionStore):
         )
 
     def append_events(
-        self, session_id: str, events: Sequence[Event], session: Session | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        session: Session | None = None,
+        outbox: Sequence[Delivery] = (),
     ) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if session_id not in self._rows:
@@ -105,6 +113,8 @@ class MemoryStore(SessionStore):
         if session is not None:
             self._keep(session)
         self._events[session_id].extend(events)
+        for delivery in outbox:
+            self._deliveries[delivery.id] = dataclasses.replace(delivery)
         done.set_result(None)
         return done
 
@@ -136,6 +146,21 @@ class MemoryStore(SessionStore):
         for session_id in doomed:
             await self.delete(session_id)
         return doomed
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        due = [d for d in self._deliveries.values() if d.status == "pending" and d.next_attempt_at <= now]
+        return [dataclasses.replace(d) for d in sorted(due, key=lambda d: d.next_attempt_at)[:limit]]
+
+    async def next_delivery_at(self) -> float | None:
+        pending = [d.next_attempt_at for d in self._deliveries.values() if d.status == "pending"]
+        return min(pending, default=None)
+
+    async def record_attempt(self, delivery: Delivery) -> None:
+        if delivery.id in self._deliveries:
+            self._deliveries[delivery.id] = dataclasses.replace(delivery)
+
+    async def deliveries(self, session_id: str) -> list[Delivery]:
+        return [dataclasses.replace(d) for d in self._deliveries.values() if d.session_id == session_id]
 
     async def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "writable": True}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Events and images belong to their session: deleting the session deletes them, and a write for
 # a session that is gone fails instead of leaving orphans (foreign keys are on for every connection).
 EVENTS_TABLE = """
@@ -24,6 +24,24 @@ CREATE TABLE IF NOT EXISTS {name} (
     data BLOB NOT NULL,
     PRIMARY KEY (session_id, name)
 ) WITHOUT ROWID;
+"""
+# The webhook outbox: written in the commit of the event that causes it, so none is lost or made up.
+DELIVERIES_TABLE = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,  -- the webhook-id
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    event_type TEXT NOT NULL,
+    url TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    last_error TEXT NOT NULL,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_session ON deliveries (session_id);
 """
 SCHEMA = (
     """
@@ -46,6 +64,7 @@ CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
 """
     + EVENTS_TABLE.format(name="events")
     + IMAGES_TABLE.format(name="images")
+    + DELIVERIES_TABLE
 )
 
 # Made after any migration, since they may name columns an older file lacks.
@@ -83,6 +102,9 @@ def prepare(connection: sqlite3.Connection) -> None:
             f"its schema version {row[0]} is newer than this service's ({SCHEMA_VERSION}); "
             "run a newer release of the service, or point db_path elsewhere"
         )
-    elif int(row[0]) == 1:
-        connection.executescript(f"BEGIN IMMEDIATE; {MIGRATE_1_TO_2} COMMIT;")
+    elif int(row[0]) < SCHEMA_VERSION:
+        # Version 3 added only the deliveries table, which the schema script has just made.
+        steps = MIGRATE_1_TO_2 if int(row[0]) == 1 else ""
+        done = f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';"
+        connection.executescript(f"BEGIN IMMEDIATE; {steps} {done} COMMIT;")
     connection.executescript(INDEXES)

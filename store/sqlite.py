@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from core.errors import SessionNotFound, StoreUnavailable
 from core.events import Event
 from core.models import Session, SessionStatus, rfc3339, utcnow
-from core.store import FINISHED, UNFINISHED, SessionStore, StoredImage
+from core.store import FINISHED, UNFINISHED, Delivery, SessionStore, StoredImage
 from store import schema
 from store.records import COLUMNS, Row, session_from_row, session_to_row
 from store.writer import GroupCommitWriter
@@ -35,6 +35,43 @@ INSERT_SESSION = f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.joi
 # Never an upsert: a write from a run or a cancel still in flight must not bring back a deleted row.
 UPDATE_SESSION = f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in COLUMNS[1:])} WHERE id = ?"
 INSERT_EVENTS = "INSERT INTO events (session_id, id, type, payload) VALUES (?, ?, ?, ?)"
+DELIVERY_COLUMNS = (
+    "id, session_id, event_type, url, payload, created_at, next_attempt_at, attempts, status, "
+    "last_error, delivered_at"
+)
+INSERT_DELIVERIES = f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _delivery_row(d: Delivery) -> tuple[Any, ...]:
+    return (
+        d.id,
+        d.session_id,
+        d.event_type,
+        d.url,
+        d.payload,
+        d.created_at,
+        d.next_attempt_at,
+        d.attempts,
+        d.status,
+        d.last_error,
+        d.delivered_at,
+    )
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    return Delivery(
+        id=row[0],
+        session_id=row[1],
+        event_type=row[2],
+        url=row[3],
+        payload=bytes(row[4]),
+        created_at=row[5],
+        next_attempt_at=row[6],
+        attempts=row[7],
+        status=row[8],
+        last_error=row[9],
+        delivered_at=row[10],
+    )
 
 
 def _configure(connection: sqlite3.Connection) -> None:
@@ -207,16 +244,23 @@ class SQLiteStore(SessionStore):
     # -- events and images ---------------------------------------------------------------------
 
     def append_events(
-        self, session_id: str, events: Sequence[Event], session: Session | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        session: Session | None = None,
+        outbox: Sequence[Delivery] = (),
     ) -> asyncio.Future[None]:
         rows = [(session_id, event.id, event.type, event.payload) for event in events]
         session_row = session_to_row(session) if session is not None else None  # taken now, as in update
+        deliveries = [_delivery_row(delivery) for delivery in outbox]
 
         def write(connection: sqlite3.Connection) -> None:
             if session_row is not None:
                 _update_session(connection, session_row)
             with _session_must_exist(session_id):
                 connection.executemany(INSERT_EVENTS, rows)
+                if deliveries:
+                    connection.executemany(INSERT_DELIVERIES, deliveries)
 
         return self._write(write)
 
@@ -281,6 +325,39 @@ class SQLiteStore(SessionStore):
             return doomed
 
         return await self._write(write)
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        sql = (
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at LIMIT ?"
+        )
+        rows = await self._read(lambda c: c.execute(sql, (now, limit)).fetchall())
+        return [_delivery(row) for row in rows]
+
+    async def next_delivery_at(self) -> float | None:
+        sql = "SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'"
+        row = await self._read(lambda c: c.execute(sql).fetchone())
+        return row[0] if row else None
+
+    async def record_attempt(self, delivery: Delivery) -> None:
+        values = (
+            delivery.attempts,
+            delivery.next_attempt_at,
+            delivery.status,
+            delivery.last_error,
+            delivery.delivered_at,
+            delivery.id,
+        )
+        sql = (
+            "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, status = ?, last_error = ?, "
+            "delivered_at = ? WHERE id = ?"
+        )
+        await self._write(lambda c: c.execute(sql, values))
+
+    async def deliveries(self, session_id: str) -> list[Delivery]:
+        sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE session_id = ? ORDER BY created_at, rowid"
+        rows = await self._read(lambda c: c.execute(sql, (session_id,)).fetchall())
+        return [_delivery(row) for row in rows]
 
     async def describe(self) -> dict[str, Any]:
         def file_facts() -> tuple[int, bool]:

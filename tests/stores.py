@@ -10,7 +10,7 @@ from typing import Any
 from core.errors import StoreUnavailable
 from core.events import Event
 from core.models import Session, SessionStatus
-from core.store import SessionStore, StoredImage
+from core.store import Delivery, SessionStore, StoredImage
 
 FULL = "cannot write to the database: database or disk is full"
 
@@ -58,13 +58,17 @@ class BreakableStore(SessionStore):
         return await self.inner.count(owner)
 
     def append_events(
-        self, session_id: str, events: Sequence[Event], session: Session | None = None
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        session: Session | None = None,
+        outbox: Sequence[Delivery] = (),
     ) -> asyncio.Future[None]:
         if self.broken:
             failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             failed.set_exception(StoreUnavailable(FULL))
             return failed
-        return self.inner.append_events(session_id, events, session)
+        return self.inner.append_events(session_id, events, session, outbox)
 
     async def events_after(self, session_id: str, after_id: int) -> list[Event]:
         return await self.inner.events_after(session_id, after_id)
@@ -81,6 +85,20 @@ class BreakableStore(SessionStore):
     ) -> list[str]:
         self._check()
         return await self.inner.prune(finished_before, keep_at_most, pending_before)
+
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        self._check()
+        return await self.inner.due_deliveries(now, limit)
+
+    async def next_delivery_at(self) -> float | None:
+        return await self.inner.next_delivery_at()
+
+    async def record_attempt(self, delivery: Delivery) -> None:
+        self._check()
+        await self.inner.record_attempt(delivery)
+
+    async def deliveries(self, session_id: str) -> list[Delivery]:
+        return await self.inner.deliveries(session_id)
 
     async def describe(self) -> dict[str, Any]:
         return await self.inner.describe()

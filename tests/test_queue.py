@@ -14,6 +14,7 @@ from client.sse import SSEParser
 from tests.providers import GatedProvider
 from tests.server_process import ServerProcess
 from tests.sse_client import SSEConnection, open_sse
+from tests.test_metrics import moved, scrape
 
 QUEUE = {"max_running": 1, "max_queued": 3}
 
@@ -46,6 +47,7 @@ async def queued_stream(api, http_port, topic: str) -> tuple[str, SSEConnection,
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_start_beyond_max_running_waits_with_its_position_then_runs_in_turn(api, http_port, provider):
+    before = await scrape(api)
     running, first = await hold_the_slot(api, http_port, provider)
     second, second_stream, position = await queued_stream(api, http_port, "the session that waits")
     assert position == 1
@@ -65,6 +67,7 @@ async def test_a_start_beyond_max_running_waits_with_its_position_then_runs_in_t
     assert done["status"] == "completed" and "queue_position" not in done
     _, first_done, _ = await api.request("GET", f"/api/sessions/{running}")
     assert first_done["steps"][-1]["completed_at"] <= done["steps"][0]["started_at"]  # one at a time
+    assert moved(before, await scrape(api), "orchestrator_queue_wait_seconds_count") == 1
 
 
 @pytest.mark.gen_test(timeout=60)

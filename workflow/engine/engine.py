@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from core import events as ev
+from core import metrics
 from core.errors import (
     ImageNotFound,
     InvalidInput,
@@ -24,9 +26,9 @@ from core.errors import (
     TooManySessions,
     Unavailable,
 )
-from core.events import make_event
+from core.events import Event, make_event
 from core.models import Session, SessionResult, SessionStatus, StopReason, utcnow
-from core.store import SessionStore, StoredImage
+from core.store import Delivery, SessionStore, StoredImage
 from workflow.engine.locks import SessionLocks
 from workflow.engine.options import EngineOptions
 from workflow.engine.pipeline import Pipeline
@@ -34,6 +36,7 @@ from workflow.engine.run import CANCELLED, SHUTDOWN, Run, set_status
 from workflow.eventlog import CloseReason, EventLog, LocalEventLog, Subscription
 from workflow.providers.base import LessonProvider
 from workflow.providers.images import DiagramImages, ImageProvider
+from workflow.webhooks import WebhookPolicy, WebhookTarget
 
 log = logging.getLogger("orchestrator.engine")
 
@@ -56,12 +59,15 @@ class Engine:
         options: EngineOptions,
         images: ImageProvider | None = None,
         event_log: EventLog | None = None,
+        webhooks: WebhookPolicy | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
         self.images = images or DiagramImages()
         self.options = options
         self.log = event_log or LocalEventLog(store, options.subscriber_buffer)
+        self.webhooks = webhooks
+        self.on_outbox: Callable[[], None] | None = None  # told once new deliveries are committed
         self.runs: dict[str, Run] = {}
         # Sessions waiting for a run slot, first in first out (a dict keeps insertion order).
         self._queue: dict[str, None] = {}
@@ -102,6 +108,10 @@ class Engine:
         sessions = await self.store.newest(limit, wanted, before, owner)
         return [self.runs[s.id].session if s.id in self.runs else s for s in sessions]
 
+    async def deliveries(self, session_id: str) -> list[Delivery]:
+        """The session's webhook messages and how their delivery went."""
+        return await self.store.deliveries(session_id)
+
     async def get_result(self, session_id: str) -> SessionResult:
         session = await self.get_session(session_id)
         if session.result is None:
@@ -125,6 +135,15 @@ class Engine:
         """Sessions waiting for a free run slot (max_running) in this process."""
         return len(self._queue)
 
+    @property
+    def queue_full(self) -> bool:
+        """Whether a start now would be refused: it would have to wait, and max_queued already wait."""
+        return self._must_wait() and len(self._queue) >= self.options.max_queued
+
+    def _must_wait(self) -> bool:
+        # First come, first served: while anyone waits, a new start waits behind them.
+        return bool(self._queue) or not self._has_free_slot()
+
     def queue_position(self, session_id: str) -> int | None:
         """1 for the session that runs next; None if it is not queued."""
         for position, queued in enumerate(self._queue, start=1):
@@ -143,9 +162,14 @@ class Engine:
     # -- commands -----------------------------------------------------------------------------
 
     async def create_session(
-        self, topic: Any, metadata: dict[str, Any] | None = None, owner: str = ""
+        self,
+        topic: Any,
+        metadata: dict[str, Any] | None = None,
+        owner: str = "",
+        webhooks: Sequence[WebhookTarget] = (),
     ) -> Session:
-        """A new pending session of `owner`'s, committed to the store before this returns."""
+        """A new pending session of `owner`'s, committed to the store before this returns; its own
+        webhook targets are kept with it."""
         topic = self._checked_topic(topic)
         self._check_accepting()
         pending = (await self.store.count(owner)).get(SessionStatus.PENDING.value, 0)
@@ -161,16 +185,19 @@ class Engine:
                 raise TooManySessions(
                     f"{self.options.max_sessions} sessions are kept and none has finished; try again later"
                 )
-        session = Session.new(topic, {"provider": self.provider.name, **(metadata or {})}, owner)
+        own = {"webhooks": [target.to_json() for target in webhooks]} if webhooks else {}
+        session = Session.new(topic, {"provider": self.provider.name, **(metadata or {}), **own}, owner)
         await self.store.create(session)
         self._count = None if self._count is None else self._count + 1
         log.info("session %s created for topic %r", session.id, topic, extra={"session_id": session.id})
         return session
 
-    async def create_and_start(self, topic: Any, owner: str = "") -> Session:
+    async def create_and_start(
+        self, topic: Any, owner: str = "", webhooks: Sequence[WebhookTarget] = ()
+    ) -> Session:
         """Create a session and start it at once, for work nobody watches; a start that is refused
         (queue full, draining) leaves no session behind."""
-        session = await self.create_session(topic, owner=owner)
+        session = await self.create_session(topic, owner=owner, webhooks=webhooks)
         try:
             return await self.start(session.id)
         except Unavailable:
@@ -199,8 +226,7 @@ class Engine:
         session = await self._fresh(session_id)
         _check_pending(session)
         self._check_accepting()
-        # First come, first served: while anyone waits, a new start waits behind them.
-        if self._queue or not self._has_free_slot():
+        if self._must_wait():
             await self._enqueue(session)
         else:
             await self._begin(session)
@@ -224,7 +250,7 @@ class Engine:
 
     async def _enqueue(self, session: Session) -> None:
         """Queue the session, stored with its `queued` event in one commit. With its lock held."""
-        if len(self._queue) >= self.options.max_queued:
+        if self.queue_full:
             raise QueueFull(
                 f"{len(self.runs)} sessions are running and {len(self._queue)} are waiting, the most "
                 "this service takes; try again later",
@@ -246,7 +272,17 @@ class Engine:
         """Append a `queued` event with the session's state; the future is its commit."""
         session.last_event_id += 1
         data = {"position": position, "running": len(self.runs), "max_running": self.options.max_running}
-        return self.log.append(make_event(session.last_event_id, ev.QUEUED, session.id, data), session)
+        return self._append(make_event(session.last_event_id, ev.QUEUED, session.id, data), session)
+
+    def _append(self, event: Event, session: Session | None = None) -> asyncio.Future[None]:
+        """Append to the log; with the session's state, the webhooks the event causes go in the
+        same commit (the outbox), and the dispatcher is told once they are stored."""
+        outbox = self.webhooks.outbox(event, session) if self.webhooks and session is not None else ()
+        committed = self.log.append(event, session, outbox)
+        if outbox and self.on_outbox is not None:
+            wake = self.on_outbox
+            committed.add_done_callback(lambda _: wake())
+        return committed
 
     def _leave_queue(self, session_id: str) -> None:
         """A queued session was cancelled or deleted: those behind it move up."""
@@ -283,8 +319,9 @@ class Engine:
             try:
                 session = await self._fresh(session_id)
                 if session.status == SessionStatus.QUEUED:
-                    waited = time.time_ns() - session.metadata.get("queued_at_ns", time.time_ns())
-                    log.info("session %s leaves the queue after %.3f s", session_id, waited / 1e9)
+                    waited = (time.time_ns() - session.metadata.get("queued_at_ns", time.time_ns())) / 1e9
+                    metrics.QUEUE_WAIT.observe(waited)
+                    log.info("session %s leaves the queue after %.3f s", session_id, waited)
                     await self._begin(session)
             except (SessionNotFound, StoreUnavailable) as exc:
                 log.warning("queued session %s could not start: %s", session_id, exc)
@@ -328,7 +365,7 @@ class Engine:
         session.last_event_id += 1
         event = make_event(session.last_event_id, ev.ERROR, session.id, CANCELLED.data)
         try:
-            await self.log.append(event, session)
+            await self._append(event, session)
         except StoreUnavailable as exc:
             raise NotRecorded("cancellation", exc) from exc
         self.log.close_session(session.id, CloseReason.ENDED)
@@ -400,7 +437,7 @@ class Engine:
 
     def _launch(self, session: Session) -> None:
         pipeline = Pipeline(self.provider, self.images, self.options, self._save_image)
-        run = Run(session, self.log, self.store, pipeline)
+        run = Run(session, self.log, self.store, pipeline, self._append)
         self.runs[session.id] = run
         run.task.add_done_callback(lambda task: self._run_ended(run, task))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,8 @@ from workflow.eventlog import CloseReason, EventLog
 log = logging.getLogger("orchestrator.engine")
 
 SHUTDOWN = "the server is shutting down"
+# (event, the session's state to save with it or None) -> its commit: the engine's, with webhooks
+Append = Callable[[Event, Session | None], "asyncio.Future[None]"]
 # A run with more uncommitted events than this waits for its latest commit before going on. It
 # bounds how far a run gets ahead of its store, and so the burst its readers are offered at once.
 MAX_UNCOMMITTED = 32
@@ -53,11 +56,13 @@ class Run:
     once. Every stream of the session is ended when that is done, whatever position it asked for.
     """
 
-    def __init__(self, session: Session, log: EventLog, store: SessionStore, pipeline: Pipeline) -> None:
+    def __init__(
+        self, session: Session, log: EventLog, store: SessionStore, pipeline: Pipeline, append: Append
+    ) -> None:
         self.session = session
         self.stop_reason = StopReason.INTERRUPTED
         self.record_error: StoreUnavailable | None = None  # the outcome could not be stored
-        self._log, self._store, self._pipeline = log, store, pipeline
+        self._log, self._store, self._pipeline, self._append = log, store, pipeline, append
         self._uncommitted = 0  # events published and not yet committed
         self._write_failure: BaseException | None = None  # once a write failed, nothing more is sent
         self._started = False
@@ -98,7 +103,7 @@ class Run:
             raise self._write_failure
         self.session.last_event_id += 1
         event = make_event(self.session.last_event_id, event_type, self.session.id, data, step_id)
-        committed = self._log.append(event, self.session if save else None)
+        committed = self._append(event, self.session if save else None)
         self._uncommitted += 1
         committed.add_done_callback(self._committed)
         if wait or self._uncommitted > MAX_UNCOMMITTED:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from core.events import Event
 from core.models import Session
+from core.store import Delivery
 from workflow.eventlog.subscription import CloseReason, Subscription
 
 
@@ -20,8 +22,11 @@ class EventLog(ABC):
     """
 
     @abstractmethod
-    def append(self, event: Event, state: Session | None = None) -> asyncio.Future[None]:
-        """Queue `event` (and the session's `state`, in the same commit, if given) now.
+    def append(
+        self, event: Event, state: Session | None = None, outbox: Sequence[Delivery] = ()
+    ) -> asyncio.Future[None]:
+        """Queue `event` (and the session's `state` and the webhook deliveries it causes, in the same
+        commit, if given) now.
 
         The future completes once it is committed and offered to live subscribers; it fails with
         StoreUnavailable, or SessionNotFound once the session has been deleted. Appends commit in

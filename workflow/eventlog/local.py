@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Sequence
 
+from core import metrics
 from core.errors import SessionNotFound
 from core.events import Event
 from core.models import Session
-from core.store import SessionStore
+from core.store import Delivery, SessionStore
 from workflow.eventlog.base import EventLog
 from workflow.eventlog.subscription import CloseReason, Subscription
 
@@ -27,8 +29,10 @@ class LocalEventLog(EventLog):
         self.subscriber_buffer = subscriber_buffer
         self._subscribers: dict[str, set[Subscription]] = {}
 
-    def append(self, event: Event, state: Session | None = None) -> asyncio.Future[None]:
-        committed = self.store.append_events(event.session_id, [event], state)
+    def append(
+        self, event: Event, state: Session | None = None, outbox: Sequence[Delivery] = ()
+    ) -> asyncio.Future[None]:
+        committed = self.store.append_events(event.session_id, [event], state, outbox)
         if committed.done():
             # A store that commits at once: deliver now, before anyone awaiting the future (which
             # would not yield) can close the session's streams ahead of this event.
@@ -44,6 +48,7 @@ class LocalEventLog(EventLog):
             gone = isinstance(failure, SessionNotFound)
             self.close_session(event.session_id, CloseReason.DELETED if gone else CloseReason.STORE_DOWN)
             return
+        metrics.EVENTS_APPENDED.labels(event.type).inc()
         subscribers = self._subscribers.get(event.session_id)
         if subscribers:
             for subscription in list(subscribers):
