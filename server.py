@@ -22,14 +22,16 @@ from core.context import request_id_var
 from core.errors import ConfigError, SettingsError, StoreUnavailable
 from handlers.access import Access
 from handlers.base import NotFoundHandler
-from handlers.health import HealthHandler
+from handlers.health import HealthHandler, ReadyHandler
 from handlers.images import ImageHandler
 from handlers.lesson import LessonHTMLHandler, LessonMarkdownHandler
+from handlers.metrics import MetricsHandler, record_request, serve_metrics
 from handlers.openapi import OpenAPIHandler
 from handlers.page import PageHandler
 from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, SessionsHandler, StartHandler
 from handlers.stream import OpenStreams, RunHandler
 from listener import CappedHTTPServer, connection_cap, raise_open_file_limit
+from listener.systemd import notify_ready
 from store import MemoryStore, SessionStore
 from store.sqlite import SQLiteStore
 from workflow.engine import Engine
@@ -39,6 +41,7 @@ from workflow.providers.images import DiagramImages, ImageProvider, ModelImages
 from workflow.providers.llm import OpenAICompatibleProvider
 from workflow.providers.openai_client import make_client
 from workflow.providers.prompts import Prompts
+from workflow.webhooks import WebhookDispatcher
 
 log = logging.getLogger("orchestrator")
 access_log = logging.getLogger("orchestrator.access")
@@ -47,8 +50,13 @@ SESSION = r"/api/sessions/([^/]+)"
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
+    record_request(handler)  # the HTTP metrics: by route pattern, method and status
     status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    # A 503 is a state the service is in (draining, queue full, store down: each logged on its own),
+    # not a fault of the request; a load balancer probing /ready while it drains gets one per probe.
+    level = (
+        logging.INFO if status < 400 else logging.WARNING if status < 500 or status == 503 else logging.ERROR
+    )
     access_log.log(
         level,
         "%d %s %s %.1fms",
@@ -78,7 +86,17 @@ def make_engine(settings: Settings, store: SessionStore) -> Engine:
             provider = OpenAICompatibleProvider(config, prompts, client)
         if settings.image_provider == "openai":
             images = ModelImages(config, prompts, client)
-    return Engine(store, provider, settings.engine_options(), images)
+    return Engine(store, provider, settings.engine_options(), images, webhooks=settings.webhook_policy())
+
+
+def start_webhooks(settings: Settings, engine: Engine) -> WebhookDispatcher | None:
+    """Deliver the outbox (what was left from before a restart first); None without webhook_secret."""
+    if engine.webhooks is None:
+        return None
+    dispatcher = WebhookDispatcher(engine.store, settings.delivery_options())
+    engine.on_outbox = dispatcher.wake
+    dispatcher.start()
+    return dispatcher
 
 
 def make_app(settings: Settings, engine: Engine, access: Access | None = None) -> tornado.web.Application:
@@ -94,6 +112,8 @@ def make_app(settings: Settings, engine: Engine, access: Access | None = None) -
         (SESSION + r"/lesson\.html", LessonHTMLHandler),
         (SESSION + r"/lesson\.md", LessonMarkdownHandler),
         (r"/health", HealthHandler),
+        (r"/metrics", MetricsHandler),
+        (r"/ready", ReadyHandler),
         (r"/openapi\.json", OpenAPIHandler),
         (r"/()", PageHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
         (r"/web/(.+)", PageHandler, {"path": str(WEB_DIR)}),
@@ -119,6 +139,7 @@ async def serve(
 ) -> None:
     """Serve on the bound sockets until `shutdown` is set, then drain: stop accepting, finish or
     interrupt runs, close streams. The caller closes the store."""
+    metrics_server = serve_metrics(settings, engine, log_request)  # metrics_port; before any change
     # Resume before accepting: a client reconnecting the moment the port answers finds its
     # session running. The port is already bound, so a start that cannot listen never gets here.
     if settings.resume_on_start:
@@ -127,6 +148,7 @@ async def serve(
             log.info("resumed %d sessions a stop had interrupted", resumed)
     else:
         await engine.mark_unfinished_interrupted()
+    webhooks = start_webhooks(settings, engine)
     app = make_app(settings, engine, access)
     server = CappedHTTPServer(
         app,
@@ -152,7 +174,9 @@ async def serve(
     ]
     for callback in upkeep:
         callback.start()
+    systemd = notify_ready(engine)  # with NOTIFY_SOCKET: READY=1, then STATUS= and WATCHDOG=1
     await shutdown.wait()
+    systemd.stopping()
     log.info("shutting down: no new connections; running sessions get %g s", settings.shutdown_timeout)
     server.stop()
     await engine.shutdown(settings.shutdown_timeout)
@@ -162,7 +186,13 @@ async def serve(
     if not await app.settings["open_streams"].wait_closed(timeout=5):
         log.warning("%d streams did not end in time; closing them", len(app.settings["open_streams"]))
     await server.close_all_connections()
+    if metrics_server is not None:
+        metrics_server.stop()
+        await metrics_server.close_all_connections()
     await engine.close_providers()
+    if webhooks is not None:
+        await webhooks.close()  # what is not delivered stays in the outbox for the next start
+    systemd.close()
     log.info("stopped")
 
 

@@ -1,6 +1,7 @@
 """The service's one typed settings object: defaults < conf file < ORCH_* environment < command line."""
 
 import argparse
+import base64
 import dataclasses
 import json
 import os
@@ -18,6 +19,9 @@ from workflow.engine.options import EngineOptions
 from workflow.providers.openai_client import LLMConfig
 from workflow.steps.retry import RetryPolicy
 from workflow.steps.sink import UsagePolicy
+from workflow.webhooks.dispatcher import DeliveryOptions
+from workflow.webhooks.messages import EVENT_TYPES as WEBHOOK_EVENTS
+from workflow.webhooks.messages import WebhookPolicy, WebhookTarget
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -89,6 +93,28 @@ def _to_rate_limits(raw: Any) -> str:
     if text:
         parse_many(text)  # raises ValueError naming what it cannot read
     return text
+
+
+def _to_webhook_secret(raw: Any) -> str:
+    """A Standard Webhooks secret: whsec_ and base64 of at least 24 bytes; "" for no webhooks."""
+    text = str(raw).strip()
+    if text:
+        body = text.removeprefix("whsec_").rstrip("=")
+        try:
+            key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except ValueError:
+            raise ValueError("not whsec_ followed by base64") from None
+        if len(key) < 24:
+            raise ValueError("the key is shorter than 24 bytes")
+    return text
+
+
+def _to_webhook_events(raw: Any) -> str:
+    names = [name.strip() for name in str(raw).split(",") if name.strip()]
+    unknown = [name for name in names if name not in WEBHOOK_EVENTS]
+    if unknown or not names:
+        raise ValueError(f"events are some of {', '.join(WEBHOOK_EVENTS)}")
+    return ",".join(names)
 
 
 def _to_seconds(raw: Any) -> float:
@@ -260,11 +286,49 @@ class Settings:
         30.0, "seconds a stream may take to accept a write before it is cut off", minimum=0.01
     )
     sweep_interval: float = option(10.0, "seconds between sweeps for closed streams", minimum=0.01)
+    webhook_secret: str = option(
+        "",
+        "the Standard Webhooks secret (whsec_ and base64; make one with `python -m conf.keys --webhook`) "
+        "that signs every webhook; empty: no webhooks are sent",
+        secret=True,
+        parse=_to_webhook_secret,
+    )
+    webhook_url: str = option("", "a URL that gets every session's webhooks, besides each session's own")
+    webhook_events: str = option(
+        "session.completed,session.failed,session.cancelled",
+        "what webhook_url is sent (add step.completed, step.failed for step events)",
+        parse=_to_webhook_events,
+    )
+    webhook_timeout: float = option(10.0, "seconds one webhook delivery attempt may take", minimum=0.1)
+    webhook_retry_for: float = option(
+        86400.0,
+        "how long a webhook is retried (with backoff up to 1 h between tries) before it is given up on (24h)",
+        minimum=1,
+        parse=_to_seconds,
+    )
+    webhook_retry_delay: float = option(
+        5.0, "seconds before a webhook's first retry; doubles each time (with jitter) up to 1 h", minimum=0.01
+    )
+    webhook_allow_private: bool = option(
+        False, "allow webhooks to private, loopback and link-local addresses (only public ones otherwise)"
+    )
+    public_url: str = option(
+        "", "the service's address as clients know it (https://lessons.example.org), for links in webhooks"
+    )
     log_level: str = option("info", "log level", choices=("debug", "info", "warning", "error"))
     log_format: str = option(
         "auto",
         "log format: colour on a terminal (auto), text, color or JSON lines",
         choices=("auto", "text", "color", "json"),
+    )
+    metrics_port: int = option(
+        0,
+        "a port that serves GET /metrics alone, without API keys, for a Prometheus scraper (0: off; "
+        "/metrics on the service's port is always there)",
+        minimum=0,
+    )
+    metrics_host: str = option(
+        "127.0.0.1", "address metrics_port listens on; anyone who can reach it reads the metrics"
     )
 
     @property
@@ -311,6 +375,26 @@ class Settings:
                 prompt_price=self.llm_prompt_price,
                 completion_price=self.llm_completion_price,
             ),
+        )
+
+    def webhook_policy(self) -> WebhookPolicy | None:
+        """What webhooks sessions cause; None without a webhook_secret (no webhooks at all)."""
+        if not self.webhook_secret:
+            return None
+        events = tuple(self.webhook_events.split(","))
+        target = WebhookTarget(self.webhook_url, events) if self.webhook_url else None
+        return WebhookPolicy(target, self.public_url)
+
+    def delivery_options(self) -> DeliveryOptions:
+        return DeliveryOptions(
+            secret=self.webhook_secret,
+            timeout=self.webhook_timeout,
+            retry_for=self.webhook_retry_for,
+            initial_delay=self.webhook_retry_delay,
+            max_delay=3600.0,
+            allow_private=self.webhook_allow_private,
+            poll_interval=1.0,
+            user_agent="orchestrator-webhooks",
         )
 
     def llm_config(self) -> LLMConfig:
