@@ -77,6 +77,7 @@ class Reply:
     body: dict[str, Any] | None = None  # an error body, for status != 200
     headers: dict[str, str] = field(default_factory=dict)
     error_mid_stream: bool = False  # stream part of the answer, then an error object
+    drop_mid_stream: bool = False  # stream part of the answer, then close the connection (a crash)
     stall: bool = False  # stream part of the answer (or nothing), then go silent
     ping_every: float = 0  # while stalled, send an SSE `: ping` comment this often (as llama.cpp does)
     # The last chunk's finish_reason; None ends the stream with `[DONE]` and no finish_reason, as
@@ -185,7 +186,7 @@ class ChatHandler(FakeHandler):
         )
         self.set_header("Content-Type", "text/event-stream")
         pieces = [text[i : i + 7] for i in range(0, len(text), 7)]
-        if reply.error_mid_stream or reply.stall:
+        if reply.error_mid_stream or reply.stall or reply.drop_mid_stream:
             pieces = pieces[: len(pieces) // 2]
         for piece in pieces:
             await self.send({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
@@ -194,6 +195,10 @@ class ChatHandler(FakeHandler):
         if reply.error_mid_stream:
             await self.send({"error": {"message": "the model crashed mid-answer", "type": "server_error"}})
             self.finish()
+            return
+        if reply.drop_mid_stream:
+            self.request.connection.detach().close()  # no end of the chunked body: the peer is gone
+            self._finished = True  # nothing more can be written; Tornado must not try
             return
         if reply.stall:
             await self.stall(reply.ping_every)

@@ -218,6 +218,16 @@ async def test_a_failed_call_is_retried_alone_and_the_sections_before_it_are_kep
     assert text_after_last_retry(events, "step-3").count("## 2.") == 1
 
 
+@pytest.mark.gen_test
+@pytest.mark.parametrize("config_overrides", llm())
+async def test_a_server_that_dies_mid_answer_is_reported_as_such_and_the_call_retried(api, http_port, model):
+    model.script(Reply(drop_mid_stream=True), when="summary")
+    _, events, session = await run(api, http_port)
+    reason = of_type(events, "step-retry")[0]["data"]["reason"]
+    assert "the connection to openai provider, model fake-model" in reason and "broke mid-answer" in reason
+    assert session["status"] == "completed"
+
+
 # 8. A step timeout says what the step was doing.
 @pytest.mark.gen_test
 @pytest.mark.parametrize("config_overrides", llm(step_timeout=1, llm_idle_timeout=30))

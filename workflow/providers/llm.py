@@ -291,7 +291,7 @@ class OpenAICompatibleProvider(ModelBacked, LessonProvider):
             raise ProviderError(f"{where} sent no token for {idle:g} s {since}", transient=True) from None
         except openai.OpenAIError as exc:
             asked_json_schema = self.config.json_mode == "json_schema" and json
-            raise provider_error(exc, where, 2 * idle, asked_json_schema) from exc
+            raise provider_error(exc, where, 2 * idle, asked_json_schema, mid_answer=bool(parts)) from exc
         self._count_usage(text.sink, usage, messages, len(parts))
         return self._finished(text.sink, where, label, finish, max_tokens, json, "".join(parts))
 

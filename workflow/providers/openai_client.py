@@ -90,7 +90,11 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def provider_error(
-    exc: openai.OpenAIError, where: str, read_timeout: float, asked_json_schema: bool = False
+    exc: openai.OpenAIError,
+    where: str,
+    read_timeout: float,
+    asked_json_schema: bool = False,
+    mid_answer: bool = False,
 ) -> ProviderError:
     """Sort a client failure: 429, 5xx, network trouble, silence and mid-stream errors are transient;
     anything else (400, 401, 403, 404, 422...) fails at once, naming the provider and model. So does
@@ -108,6 +112,10 @@ def provider_error(
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError(f"{where} sent nothing for {read_timeout:g} s", transient=True)
     if isinstance(exc, openai.APIConnectionError):
+        if mid_answer:  # it was reached, then the connection broke (a crashed or killed server)
+            return ProviderError(
+                f"the connection to {where} broke mid-answer: {exc.__cause__ or exc}", transient=True
+            )
         return ProviderError(f"cannot reach {where}: {exc.__cause__ or exc}", transient=True)
     if isinstance(exc, openai.APIError):
         # An error object inside the stream: the server gave up mid-answer.
