@@ -6,7 +6,15 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 ARGS ?=
 
-.PHONY: install run test lint format bench browser screenshots clean
+# The model server the real_model tests use (and `make model-server` starts): llama-cpp-python with
+# SmolLM2-135M-Instruct, in a virtual environment of its own (see modelserver/serve.py).
+MODEL_VENV ?= .venv-model
+MODEL_PY := $(MODEL_VENV)/bin/python
+MODEL := $(MODEL_VENV)/.model-installed
+PORT ?= 8081
+MODEL_ARGS ?=
+
+.PHONY: install run test lint format bench browser screenshots clean model-server test-model systemd
 
 install: $(DEV)
 
@@ -40,8 +48,35 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: sudo apt-get install chromium, or the browser tests skip"; fi; }
 
-test: lint browser
+# tests/test_systemd.py checks conf/orchestrator.service with systemd-analyze, from Debian's systemd
+# package: as root it is installed here (without recommends, so no daemon comes with it; installing
+# it starts nothing where systemd is not PID 1), otherwise that test skips.
+systemd:
+	@command -v systemd-analyze >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
+	  else echo "systemd-analyze is missing: sudo apt-get install systemd, or the unit's check skips"; fi; }
+
+test: lint browser systemd
 	$(PY) -m pytest $(ARGS)
+
+$(MODEL_PY):
+	$(PYTHON) -m venv $(MODEL_VENV)
+
+# llama-cpp-python is built from source: 5 to 11 minutes on two cores, once; pip keeps the wheel.
+# GGML_NATIVE=OFF builds for any x86_64 CPU, so that cached wheel stays usable on another machine.
+$(MODEL): requirements-model.txt | $(MODEL_PY)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(MODEL_PY) -m pip install --quiet --disable-pip-version-check -r requirements-model.txt
+	touch $@
+
+# A real model server in the foreground, for trying the model provider by hand (README).
+model-server: $(MODEL)
+	$(MODEL_PY) modelserver/serve.py --port $(PORT) $(MODEL_ARGS)
+
+# The service against that model server, as child processes over real HTTP (tests/real_model).
+test-model: $(DEV) $(MODEL)
+	MODEL_PYTHON=$(MODEL_PY) $(PY) -m pytest -m real_model tests/real_model $(ARGS)
 
 bench: $(DEV)
 	$(PY) -m bench $(ARGS)
@@ -51,4 +86,4 @@ screenshots: $(DEV) browser
 	$(PY) -m tests.screenshots
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(MODEL_VENV) .pytest_cache .ruff_cache .mypy_cache
