@@ -302,7 +302,8 @@ class Engine:
             moved = False
             while self._queue and self._has_free_slot() and self.accepting:
                 moved = True
-                await self._start_next()
+                if not await self._start_next():
+                    return  # the store failed: the next run that ends tries again
             if moved or self._queue_changed:
                 self._queue_changed = False
                 await self._announce_positions()
@@ -310,21 +311,27 @@ class Engine:
             if not (self._queue_changed or (self._queue and self._has_free_slot() and self.accepting)):
                 return
 
-    async def _start_next(self) -> None:
+    async def _start_next(self) -> bool:
+        """Run the first queued session; False if the store did not take it (it stays first)."""
         session_id = next(iter(self._queue))
         async with self._locks.hold(session_id):
             if session_id not in self._queue:
-                return  # it left the queue while we waited for its lock
+                return True  # it left the queue while we waited for its lock
             del self._queue[session_id]
             try:
                 session = await self._fresh(session_id)
                 if session.status == SessionStatus.QUEUED:
                     waited = (time.time_ns() - session.metadata.get("queued_at_ns", time.time_ns())) / 1e9
+                    await self._begin(session)
                     metrics.QUEUE_WAIT.observe(waited)
                     log.info("session %s leaves the queue after %.3f s", session_id, waited)
-                    await self._begin(session)
-            except (SessionNotFound, StoreUnavailable) as exc:
-                log.warning("queued session %s could not start: %s", session_id, exc)
+            except SessionNotFound:
+                pass  # deleted meanwhile
+            except StoreUnavailable as exc:
+                log.warning("queued session %s could not start yet: %s", session_id, exc)
+                self._queue = {session_id: None, **self._queue}
+                return False
+        return True
 
     async def _announce_positions(self) -> None:
         """Tell every queued session its new place. Their commits are awaited together, each
