@@ -19,7 +19,8 @@
      ├── Unavailable           the service cannot do this right now (503)
      │    ├── ShuttingDown     it is draining and takes no new work
      │    ├── StoreUnavailable the store cannot be opened, read or written
-     │    │    └── NotRecorded a state change the store did not take
+     │    │    ├── NotRecorded a state change the store did not take
+     │    │    └── RunTakenOver this instance lost the run's lease: another instance runs it now
      │    ├── TooManySessions  max_sessions is reached and nothing finished can make room
      │    └── QueueFull        max_running sessions run and max_queued wait; `retry_after`
      ├── ProviderError         the model server failed; a `transient` one is worth retrying
@@ -122,6 +123,13 @@ class NotRecorded(StoreUnavailable):
     def __init__(self, change: str, cause: BaseException) -> None:
         super().__init__(f"the {change} could not be recorded: {cause}")
         self.public = f"the {change} could not be stored, so it did not happen; try again later"
+
+
+class RunTakenOver(StoreUnavailable):
+    """A write for a session whose run lease this instance no longer holds (it was paused or cut
+    off past the lease time, and another instance took the run over)."""
+
+    public = "another instance runs this session now; reconnect to follow it"
 
 
 class TooManySessions(Unavailable):

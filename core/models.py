@@ -31,6 +31,7 @@ class StopReason(StrEnum):
     CANCELLED = "cancelled"  # a client asked: recorded, with a terminal `error` event
     INTERRUPTED = "interrupted"  # the process is stopping: recorded, no terminal event, resumed later
     DELETED = "deleted"  # the session is being deleted: nothing is recorded
+    MOVED = "moved"  # this instance lost the run's lease, another runs it now: nothing is recorded
 
 
 class StepStatus(StrEnum):

@@ -56,6 +56,9 @@ class SessionStore(ABC):
     """
 
     kind: str = "abstract"
+    # Whether other instances share this store: then a session may run elsewhere, and one that is
+    # running but not here is still live (its stream waits for what the other instance appends).
+    shared: bool = False
 
     @abstractmethod
     async def create(self, session: Session) -> None:
@@ -143,6 +146,26 @@ class SessionStore(ABC):
     @abstractmethod
     async def describe(self) -> dict[str, Any]:
         """What /health shows: the kind of store, and for a file its path, size and writability."""
+
+    # -- who runs a session, when several instances share the store ------------------------------
+    # A store in one process owns every run: these defaults say so. A shared store (Redis) keeps a
+    # lease per running session, renewed while it runs, and refuses (RunTakenOver) a write for a
+    # session whose lease this instance has lost, so a paused old owner can never write again.
+
+    async def claim_run(self, session_id: str) -> bool:
+        """Take the lease to run the session; False if another live instance holds it."""
+        return True
+
+    async def renew_runs(self) -> list[str]:
+        """Renew every lease this instance holds; the ids of the sessions whose lease it lost."""
+        return []
+
+    async def release_run(self, session_id: str) -> None:
+        """Give up the lease once the run has recorded how it ended (or stopped for a restart)."""
+
+    async def orphaned_runs(self) -> list[str]:
+        """Running or queued-to-resume sessions whose owner's lease has expired (it died)."""
+        return []
 
     async def close(self) -> None:
         """Finish pending writes and release what the store holds; called once at shutdown."""

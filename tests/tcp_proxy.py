@@ -1,4 +1,5 @@
-"""A TCP proxy in front of a server that cuts an event stream part-way, as a flaky network would."""
+"""TCP proxies for tests: one that cuts an event stream part-way, as a flaky network would, and a
+round-robin one in front of several instances, as a load balancer without sticky sessions is."""
 
 from __future__ import annotations
 
@@ -50,9 +51,8 @@ class CuttingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
-            except OSError:
+            upstream = self._connect()
+            if upstream is None:
                 client.close()
                 continue
             upstream.settimeout(None)
@@ -61,6 +61,12 @@ class CuttingProxy:
             state = {"stream": False, "relayed": 0}
             self._spawn(self._requests, client, upstream, state)
             self._spawn(self._responses, upstream, client, state)
+
+    def _connect(self) -> socket.socket | None:
+        try:
+            return socket.create_connection(("127.0.0.1", self.upstream_port), timeout=10)
+        except OSError:
+            return None
 
     def _requests(self, source: socket.socket, sink: socket.socket, state: dict[str, Any]) -> None:
         while data := self._recv(source):
@@ -136,3 +142,26 @@ class CuttingProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RoundRobinProxy(CuttingProxy):
+    """Each new connection goes to the next of `upstream_ports` that accepts it (a dead instance is
+    skipped), as a load balancer without sticky sessions would; `served` keeps which took each."""
+
+    def __init__(self, upstream_ports: list[int]) -> None:
+        self.upstream_ports = list(upstream_ports)
+        self.served: list[int] = []
+        self._turn = 0
+        super().__init__(upstream_ports[0], cut_after=0, cuts=0)
+
+    def _connect(self) -> socket.socket | None:
+        for _ in self.upstream_ports:
+            port = self.upstream_ports[self._turn % len(self.upstream_ports)]
+            self._turn += 1
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=10)
+            except OSError:
+                continue
+            self.served.append(port)
+            return upstream
+        return None

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -74,6 +74,7 @@ class Engine:
         self._draining_queue: asyncio.Task[None] | None = None
         self._starting = 0  # sessions given a run slot whose Run is not yet launched
         self._queue_changed = False  # a queued session left: those behind it are told
+        self._tasks: set[asyncio.Task[None]] = set()  # background work started from callbacks
         self._locks = SessionLocks()
         self._count: int | None = None  # sessions in the store, counted once, then kept up to date
         self.accepting = True
@@ -238,11 +239,13 @@ class Engine:
 
     async def _begin(self, session: Session) -> None:
         """Run the session now. With its lock held; its slot is taken before the first await."""
-        session.status = SessionStatus.RUNNING
-        session.run_started_ns = time.time_ns()
-        session.touch()
         self._starting += 1
         try:
+            if not await self.store.claim_run(session.id):
+                raise SessionConflict(f"session {session.id} is being started by another instance")
+            session.status = SessionStatus.RUNNING
+            session.run_started_ns = time.time_ns()
+            session.touch()
             await self.store.update(session)
             self._launch(session)
         finally:
@@ -325,8 +328,8 @@ class Engine:
                     await self._begin(session)
                     metrics.QUEUE_WAIT.observe(waited)
                     log.info("session %s leaves the queue after %.3f s", session_id, waited)
-            except SessionNotFound:
-                pass  # deleted meanwhile
+            except (SessionNotFound, SessionConflict):
+                pass  # deleted meanwhile, or another instance runs it
             except StoreUnavailable as exc:
                 log.warning("queued session %s could not start yet: %s", session_id, exc)
                 self._queue = {session_id: None, **self._queue}
@@ -420,7 +423,7 @@ class Engine:
     async def _subscribe(self, session: Session, after_id: int, will_start: bool) -> Subscription | None:
         # From the check of `runs` to the subscription being in place there is no await, so a run
         # that ends later ends this subscription too.
-        if not self._is_live(session.id) and not will_start and after_id >= session.last_event_id:
+        if not self._is_live(session) and not will_start and after_id >= session.last_event_id:
             return None
         subscription = await self.log.subscribe(session.id, min(after_id, session.last_event_id))
         try:
@@ -429,13 +432,16 @@ class Engine:
         except BaseException:
             self.log.unsubscribe(subscription)
             raise
-        if not self._is_live(session.id):
+        if not self._is_live(await self._fresh(session.id) if will_start else session):
             subscription.close(CloseReason.ENDED)
         return subscription
 
-    def _is_live(self, session_id: str) -> bool:
-        """Running or queued: its stream stays open for what comes next."""
-        return session_id in self.runs or session_id in self._queue
+    def _is_live(self, session: Session) -> bool:
+        """Running or queued here (or, on a shared store, anywhere): its stream stays open for what
+        comes next. On a shared store the other instance's terminal event ends it."""
+        if session.id in self.runs or session.id in self._queue:
+            return True
+        return self.store.shared and not session.status.finished and session.status != SessionStatus.PENDING
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.log.unsubscribe(subscription)
@@ -451,11 +457,60 @@ class Engine:
     def _run_ended(self, run: Run, task: asyncio.Task[None]) -> None:
         if self.runs.get(run.session.id) is run:
             del self.runs[run.session.id]
+        if self.store.shared:
+            self._background(self.store.release_run(run.session.id), f"releasing {run.session.id}")
         if self._queue:
             self._drain_queue_soon()  # a slot is free
         if not task.cancelled() and task.exception() is not None:
             # A Run decides every outcome itself; anything left here is a bug, so make it loud.
             log.error("session %s run crashed", run.session.id, exc_info=task.exception())
+
+    def _background(self, work: Awaitable[Any], what: str) -> None:
+        """Work a callback cannot wait for; a failure is logged, never lost silently."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:
+                log.warning("%s failed: %s", what, exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def keep_leases(self) -> None:
+        """Renew this instance's run leases (run every lease_time/3 on a shared store); a run whose
+        lease was lost (this process was paused past it) stops without recording anything."""
+        for session_id in await self.store.renew_runs():
+            run = self.runs.get(session_id)
+            if run is not None:
+                log.warning("session %s: lease lost; another instance runs it now", session_id)
+                await run.stop(StopReason.MOVED)
+
+    async def take_over_orphans(self) -> int:
+        """Resume, from their checkpoints, sessions whose instance died (its lease expired)."""
+        taken = 0
+        for session_id in await self.store.orphaned_runs():
+            if not self.accepting or session_id in self.runs:
+                continue
+            async with self._locks.hold(session_id):
+                if session_id in self.runs or not await self.store.claim_run(session_id):
+                    continue
+                session = await self.store.get(session_id)
+                if session is None or session.status.finished:
+                    await self.store.release_run(session_id)
+                    continue
+                log.info(
+                    "taking over session %s from event %d (its instance stopped renewing its lease)",
+                    session_id,
+                    session.last_event_id,
+                    extra={"session_id": session_id},
+                )
+                session.status = SessionStatus.RUNNING
+                session.metadata.pop("error", None)
+                self._launch(session)
+                taken += 1
+        return taken
 
     async def _save_image(self, session_id: str, name: str, content_type: str, data: bytes) -> str:
         await self.store.put_image(session_id, name, StoredImage(content_type, data))
@@ -465,7 +520,10 @@ class Engine:
         """Continue every session a crash or a stop left running or interrupted (they had their slots
         first); then put queued ones back in the queue in their order. Returns how many resumed."""
         unfinished = await self.store.unfinished()
-        resumed = [s for s in unfinished if s.status != SessionStatus.QUEUED]
+        # On a shared store, only what no live instance runs (or this one ran before it stopped).
+        resumed = [
+            s for s in unfinished if s.status != SessionStatus.QUEUED and await self.store.claim_run(s.id)
+        ]
         for session in resumed:
             log.info(
                 "resuming session %s from event %d",
@@ -491,6 +549,8 @@ class Engine:
         return len(sessions)
 
     def _requeue(self, unfinished: list[Session]) -> None:
+        # The queue is this process's: on a shared store, another instance's queued sessions are its
+        # own (whichever claims a session's lease first runs it; the other drops it).
         queued = [s for s in unfinished if s.status == SessionStatus.QUEUED]
         queued.sort(key=lambda s: s.metadata.get("queued_at_ns", 0))
         self._queue.update(dict.fromkeys(s.id for s in queued))

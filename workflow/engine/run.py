@@ -10,7 +10,7 @@ from typing import Any
 
 from core import events as ev
 from core.context import session_id_var
-from core.errors import SessionNotFound, StepFailed, StoreUnavailable
+from core.errors import RunTakenOver, SessionNotFound, StepFailed, StoreUnavailable
 from core.events import Event, make_event
 from core.models import Session, SessionStatus, StepStatus, StopReason
 from core.store import SessionStore
@@ -136,12 +136,19 @@ class Run:
         except asyncio.CancelledError:
             if self.stop_reason == StopReason.DELETED:
                 return CloseReason.DELETED
+            if self.stop_reason == StopReason.MOVED:
+                return CloseReason.MOVED
             return CANCELLED if self.stop_reason == StopReason.CANCELLED else INTERRUPTED
         except StepFailed as exc:
             data = {"status": "failed", "error": str(exc), "step": exc.step}
             return Outcome(SessionStatus.FAILED, f"{exc.step}: {exc}", ev.ERROR, data)
         except SessionNotFound:
             return CloseReason.DELETED
+        except RunTakenOver:
+            # Paused or cut off past the lease: another instance runs the session now, from its
+            # checkpoint; the fence refused this instance's writes, so nothing here is recorded.
+            log.warning("session %s: another instance took the run over", self.session.id)
+            return CloseReason.MOVED
         except StoreUnavailable as exc:
             # Nothing more can be kept, so nothing more is sent; a restart resumes from the store.
             log.error("session %s stopped: %s", self.session.id, exc)
@@ -163,6 +170,8 @@ class Run:
                     await self._store.update(self.session)
                 else:
                     await self.publish(outcome.event_type, outcome.data, save=True, wait=True)
+        except RunTakenOver:
+            close = CloseReason.MOVED  # the new owner records how it ends
         except StoreUnavailable as exc:
             self.record_error = exc
             status = self.session.status.value

@@ -20,6 +20,7 @@ class CloseReason(StrEnum):
     DELETED = "the session was deleted"
     STORE_DOWN = "the store cannot be written"
     SHUTDOWN = "the server is shutting down"
+    MOVED = "the session's run moved to another instance"
 
 
 class Subscription:

@@ -1,0 +1,67 @@
+"""Where the Redis store keeps each thing: one place for the key layout that the store, the event log's
+stream readers and the run leases share. Every key starts with the store's prefix (default `orch:`).
+
+    {p}session:{id}          hash   row (JSON of store.records' row), status, owner, seq, created, updated
+    {p}seq                   string creation counter (INCR): a session's `seq`
+    {p}sessions              zset   seq -> id, every session (creation order, for paging)
+    {p}status:{status}       zset   seq -> id, the sessions in that status
+    {p}owner:{owner}         zset   seq -> id, the sessions one owner created
+    {p}events:{id}           stream the session's event log; entry id "{event id}-1", fields type, payload
+    {p}images:{id}           hash   name -> content type and bytes (two fields: "{name}:type", "{name}:data")
+    {p}delivery:{msg id}     hash   a webhook delivery (core.store.Delivery's fields)
+    {p}deliveries:due        zset   next_attempt_at -> msg id, pending deliveries
+    {p}deliveries:{id}       zset   created_at -> msg id, one session's deliveries
+    {p}lease:{id}            string "{instance}:{token}" with an expiry: who runs the session (fencing token)
+    {p}fence                 string lease token counter (INCR): every claim gets a larger token
+    {p}control               pub/sub channel: cancel, delete and shutdown notices between instances
+
+A stream entry id carries the event id, so `Last-Event-ID: N` is `XRANGE {p}events:{id} (N-1 +`.
+"""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "orch:"
+
+
+class Keys:
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+        self.seq = f"{prefix}seq"
+        self.sessions = f"{prefix}sessions"
+        self.deliveries_due = f"{prefix}deliveries:due"
+        self.fence = f"{prefix}fence"
+        self.control = f"{prefix}control"
+
+    def session(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
+    def status(self, status: str) -> str:
+        return f"{self.prefix}status:{status}"
+
+    def owner(self, owner: str) -> str:
+        return f"{self.prefix}owner:{owner}"
+
+    def events(self, session_id: str) -> str:
+        return f"{self.prefix}events:{session_id}"
+
+    def images(self, session_id: str) -> str:
+        return f"{self.prefix}images:{session_id}"
+
+    def delivery(self, delivery_id: str) -> str:
+        return f"{self.prefix}delivery:{delivery_id}"
+
+    def session_deliveries(self, session_id: str) -> str:
+        return f"{self.prefix}deliveries:{session_id}"
+
+    def lease(self, session_id: str) -> str:
+        return f"{self.prefix}lease:{session_id}"
+
+
+def entry_id(event_id: int) -> str:
+    """The stream entry id that carries an event id."""
+    return f"{event_id}-1"
+
+
+def event_id(entry: str | bytes) -> int:
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    return int(text.split("-", 1)[0])
