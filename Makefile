@@ -14,7 +14,7 @@ MODEL := $(MODEL_VENV)/.model-installed
 PORT ?= 8081
 MODEL_ARGS ?=
 
-.PHONY: install run test lint format bench browser screenshots clean model-server test-model systemd
+.PHONY: install run test lint format bench browser screenshots clean model-server test-model systemd redis
 
 install: $(DEV)
 
@@ -57,7 +57,20 @@ systemd:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
 	  else echo "systemd-analyze is missing: sudo apt-get install systemd, or the unit's check skips"; fi; }
 
-test: lint browser systemd
+# The Redis store's tests start Debian's redis-server on a free port of their own (tests/redis_server.py):
+# as root it is installed here, otherwise they skip. Its package starts a server only under systemd or
+# init; should it have started one anyway, that one (and only that one, by its pid) is stopped again.
+redis:
+	@command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    before=" $$(pgrep -x redis-server | tr '\n' ' ') "; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	    for pid in $$(pgrep -x redis-server); do \
+	      case "$$before" in *" $$pid "*) ;; *) kill "$$pid" && echo "stopped the redis-server (pid $$pid) its package started";; esac; \
+	    done; \
+	  else echo "redis-server is missing: sudo apt-get install redis-server, or the Redis store's tests skip"; fi; }
+
+test: lint browser systemd redis
 	$(PY) -m pytest $(ARGS)
 
 $(MODEL_PY):

@@ -2,5 +2,6 @@
 
 from core.store import SessionStore, StoredImage
 from store.memory import MemoryStore
+from store.redis import RedisStore
 
-__all__ = ["MemoryStore", "SessionStore", "StoredImage"]
+__all__ = ["MemoryStore", "RedisStore", "SessionStore", "StoredImage"]

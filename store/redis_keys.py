@@ -15,6 +15,20 @@ stream readers and the run leases share. Every key starts with the store's prefi
     {p}fence                 string lease token counter (INCR): every claim gets a larger token
     {p}control               pub/sub channel: cancel, delete and shutdown notices between instances
 
+Added by the store (store/redis.py), for what it must answer without a scan:
+
+    {p}owner-count:{owner}   hash   status -> how many of the owner's sessions are in it (count(owner))
+    {p}retention:finished    zset   updated (epoch ms) -> id, the finished sessions (prune's cutoff)
+    {p}retention:pending     zset   created (epoch ms) -> id, the pending sessions (pending_ttl)
+    {p}probe:{instance}      string a cheap write that proves the store is writable (describe); 60 s
+
+The fields, exactly: a session hash holds `row` (the JSON array of store.records' row), `status`,
+`owner`, `seq` (from {p}seq), `created` and `updated` (epoch milliseconds, as integers). A delivery
+hash holds Delivery's fields by name (`delivered_at` empty for None, floats as Python's repr), and
+`n`, its position among its session's deliveries (the order of a tie in `created_at`). A session's
+keys are all removed together (one script), and only `create` makes a session hash: every other
+write checks it exists, in the same script, so nothing can bring a deleted session back.
+
 A stream entry id carries the event id, so `Last-Event-ID: N` is `XRANGE {p}events:{id} (N-1 +`.
 """
 
@@ -55,6 +69,20 @@ class Keys:
 
     def lease(self, session_id: str) -> str:
         return f"{self.prefix}lease:{session_id}"
+
+    def owner_counts(self, owner: str) -> str:
+        return f"{self.prefix}owner-count:{owner}"
+
+    @property
+    def retention_finished(self) -> str:
+        return f"{self.prefix}retention:finished"
+
+    @property
+    def retention_pending(self) -> str:
+        return f"{self.prefix}retention:pending"
+
+    def probe(self, instance: str) -> str:
+        return f"{self.prefix}probe:{instance}"
 
 
 def entry_id(event_id: int) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from tornado.ioloop import IOLoop
 
 from conf.settings import Settings, settings_for_tests
 from server import make_app
-from store import MemoryStore, SessionStore
+from store import MemoryStore, RedisStore, SessionStore
 from store.sqlite import SQLiteStore
 from tests import sse_client
 from tests.fake_openai import FakeOpenAI
+from tests.redis_server import RedisServer, require_redis_server
 from workflow.engine import Engine
 from workflow.providers.base import LessonProvider
 from workflow.providers.builtin import BuiltinProvider
@@ -113,15 +115,35 @@ def provider() -> LessonProvider:
     return BuiltinProvider(pace=0)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the whole run (started when a test first needs it; skips without one).
+    Tests never see each other's data: each has a key prefix of its own (`redis_prefix`)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), executable=require_redis_server()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"test:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, io_loop: Any, tmp_path: Path) -> Iterator[SessionStore]:
-    """Every test that runs the service runs it on both stores."""
+    """Every test that runs the service runs it on every store."""
     if request.param == "memory":
         yield MemoryStore()
         return
-    sqlite = io_loop.run_sync(lambda: SQLiteStore.open(tmp_path / "orchestrator.db", commit_window=0))
-    yield sqlite
-    io_loop.run_sync(sqlite.close)
+    opened: SessionStore
+    if request.param == "sqlite":
+        opened = io_loop.run_sync(lambda: SQLiteStore.open(tmp_path / "orchestrator.db", commit_window=0))
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        prefix: str = request.getfixturevalue("redis_prefix")
+        opened = io_loop.run_sync(lambda: RedisStore.open(server.url, prefix=prefix, instance="tests"))
+    yield opened
+    io_loop.run_sync(opened.close)
 
 
 @pytest.fixture
