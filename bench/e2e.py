@@ -14,6 +14,7 @@ from pathlib import Path
 import tornado.httpclient
 import ujson
 
+from bench.redis_fanout import redis_fan_out
 from bench.server import BenchServer
 from client.sse import SSEParser
 
@@ -120,6 +121,8 @@ async def run_all(argv: Sequence[str]) -> None:
     parser.add_argument("--sessions", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--subscribers", type=int, default=300)
+    parser.add_argument("--redis-subscribers", type=int, default=500)
+    parser.add_argument("--redis-events", type=int, default=200)
     args = parser.parse_args(argv)
     print(
         f"{args.sessions} sessions end to end (create, run at pace 0, result), {args.concurrency} at a time,"
@@ -145,3 +148,5 @@ async def run_all(argv: Sequence[str]) -> None:
         )
     ratio = figures["sqlite"].sessions_per_second / figures["memory"].sessions_per_second
     print(f"sqlite/memory throughput: {100 * ratio:.0f}% (target: at least 70%)")
+    print()
+    await redis_fan_out(args.redis_subscribers, args.redis_events)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from core.events import Event
 from core.models import Session
@@ -58,3 +58,18 @@ class EventLog(ABC):
     @property
     @abstractmethod
     def subscriber_count(self) -> int: ...
+
+    # Set by the engine: called with a session id when another instance asks the one running that
+    # session to cancel it (only a log shared between instances ever calls it).
+    on_cancel_request: Callable[[str], None] | None = None
+
+    async def start(self) -> None:
+        """Start whatever the log runs in the background (a shared log's readers and its control
+        channel); called once before the service takes requests."""
+
+    async def request_cancel(self, session_id: str) -> None:
+        """Ask whichever instance runs the session to cancel it; nothing to do in one process."""
+
+    async def close(self) -> None:
+        """Stop whatever the log runs in the background and release its connections; called once at
+        shutdown, after `close_all`."""
