@@ -8,7 +8,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,12 @@ from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, Sess
 from handlers.stream import OpenStreams, RunHandler
 from listener import CappedHTTPServer, connection_cap, raise_open_file_limit
 from listener.systemd import notify_ready
+from listener.workers import supervise
 from store import MemoryStore, SessionStore
+from store.redis import RedisStore
 from store.sqlite import SQLiteStore
 from workflow.engine import Engine
+from workflow.eventlog import EventLog, RedisEventLog
 from workflow.providers.base import LessonProvider
 from workflow.providers.builtin import BuiltinProvider
 from workflow.providers.images import DiagramImages, ImageProvider, ModelImages
@@ -69,9 +72,17 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 async def open_store(settings: Settings) -> SessionStore:
-    """The configured store, opened; raises StoreUnavailable naming the file if it cannot be."""
+    """The configured store, opened; raises StoreUnavailable naming the file (or the Redis URL,
+    without its password) if it cannot be."""
     if settings.store == "memory":
         return MemoryStore()
+    if settings.store == "redis":
+        return await RedisStore.open(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            instance=settings.instance,
+            lease_time=settings.lease_time,
+        )
     return await SQLiteStore.open(settings.database, commit_window=settings.commit_window)
 
 
@@ -86,7 +97,12 @@ def make_engine(settings: Settings, store: SessionStore) -> Engine:
             provider = OpenAICompatibleProvider(config, prompts, client)
         if settings.image_provider == "openai":
             images = ModelImages(config, prompts, client)
-    return Engine(store, provider, settings.engine_options(), images, webhooks=settings.webhook_policy())
+    options = settings.engine_options()
+    event_log: EventLog | None = None
+    if isinstance(store, RedisStore):
+        # Many instances: events appended anywhere reach this instance's streams through readers.
+        event_log = RedisEventLog.for_store(store, options.subscriber_buffer, settings.redis_url)
+    return Engine(store, provider, options, images, event_log, webhooks=settings.webhook_policy())
 
 
 def start_webhooks(settings: Settings, engine: Engine) -> WebhookDispatcher | None:
@@ -140,6 +156,7 @@ async def serve(
     """Serve on the bound sockets until `shutdown` is set, then drain: stop accepting, finish or
     interrupt runs, close streams. The caller closes the store."""
     metrics_server = serve_metrics(settings, engine, log_request)  # metrics_port; before any change
+    await engine.log.start()  # a shared log listens for other instances' requests from now on
     # Resume before accepting: a client reconnecting the moment the port answers finds its
     # session running. The port is already bound, so a start that cannot listen never gets here.
     if settings.resume_on_start:
@@ -172,6 +189,17 @@ async def serve(
         PeriodicCallback(lambda: _sweep(engine), settings.sweep_interval * 1000),
         PeriodicCallback(lambda: _prune(engine), settings.prune_interval * 1000),
     ]
+    if engine.store.shared:
+        # Renew this instance's run leases well before they expire, and take over the runs of
+        # instances that stopped renewing theirs (they died): within about twice lease_time.
+        upkeep += [
+            PeriodicCallback(
+                lambda: _upkeep(engine.keep_leases(), "renewing leases"), settings.lease_time * 333
+            ),
+            PeriodicCallback(
+                lambda: _upkeep(engine.take_over_orphans(), "taking over runs"), settings.lease_time * 500
+            ),
+        ]
     for callback in upkeep:
         callback.start()
     systemd = notify_ready(engine)  # with NOTIFY_SOCKET: READY=1, then STATUS= and WATCHDOG=1
@@ -210,6 +238,13 @@ def _sweep(engine: Engine) -> None:
     engine.sweep()
 
 
+async def _upkeep(work: Awaitable[Any], what: str) -> None:
+    try:
+        await work
+    except StoreUnavailable as exc:
+        log.warning("%s failed: %s", what, exc)
+
+
 async def _prune(engine: Engine) -> None:
     try:
         await engine.prune()
@@ -217,9 +252,45 @@ async def _prune(engine: Engine) -> None:
         log.error("retention sweep failed: %s", exc)
 
 
-async def main(argv: Sequence[str] | None = None) -> int:
+def bind(settings: Settings) -> list[socket.socket] | None:
+    """The listening sockets, or None having said why they could not be bound."""
+    try:
+        return tornado.netutil.bind_sockets(settings.port, settings.host)
+    except OSError as exc:
+        print(f"server.py: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        return None
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """The command: one process, or with `workers` > 1 a parent that binds the port and forks that
+    many workers sharing it (only on a store they can share)."""
+    try:
+        settings = load_settings(argv)
+    except SettingsError as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 2
+    if settings.workers == 1:
+        return asyncio.run(main(argv))
+    if settings.store != "redis":
+        print(
+            f"server.py: workers: {settings.workers} processes need a store they can share; "
+            f"with store={settings.store} each would have its own sessions. Use store=redis, or workers=1.",
+            file=sys.stderr,
+        )
+        return 2
+    sockets = bind(settings)
+    if sockets is None:
+        return 1
+    setup_logging(settings.log_level, settings.log_format)
+    port = sockets[0].getsockname()[1]
+    log.info("%d workers share http://%s:%d", settings.workers, settings.host, port)
+    return supervise(settings.workers, lambda _index: asyncio.run(main(argv, sockets)))
+
+
+async def main(argv: Sequence[str] | None = None, sockets: list[socket.socket] | None = None) -> int:
     """Start, serve, stop. A start that fails (settings, port, store, prompt files) says why and
-    exits before anything in the store has changed: the port is bound before the store is opened."""
+    exits before anything in the store has changed: the port is bound before the store is opened.
+    A worker is given the `sockets` its parent bound."""
     try:
         settings = load_settings(argv)
     except SettingsError as exc:
@@ -250,10 +321,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, shutdown.set)
-    try:
-        sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
-    except OSError as exc:
-        print(f"server.py: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+    sockets = sockets or bind(settings)
+    if sockets is None:
         return 1
     try:
         try:
@@ -276,4 +345,4 @@ async def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(run())

@@ -5,6 +5,7 @@ import base64
 import dataclasses
 import json
 import os
+import socket
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,9 @@ class Settings:
 
     host: str = option("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
     port: int = option(8080, "port to listen on", minimum=0)
+    workers: int = option(
+        1, "processes serving the port together (more than 1 needs store=redis, which they share)", minimum=1
+    )
     request_timeout: float = option(
         60.0, "seconds a client may take to send a request or sit idle between requests", minimum=0.1
     )
@@ -191,8 +195,30 @@ class Settings:
         4000, "open connections at once; more are refused at once (kept below the file limit)", minimum=16
     )
     max_topic_length: int = option(500, "longest topic accepted, in characters", minimum=1)
-    store: str = option("sqlite", "where sessions are kept", choices=("sqlite", "memory"))
+    store: str = option(
+        "sqlite",
+        "where sessions are kept: sqlite (one file), memory, or redis (shared by many instances)",
+        choices=("sqlite", "memory", "redis"),
+    )
     db_path: str = option("data/orchestrator.db", "the SQLite database file (relative to the project)")
+    redis_url: str = option(
+        "redis://127.0.0.1:6379/0",
+        "the Redis of store=redis: redis://[user:password@]host:port/db, rediss:// for TLS, or "
+        "unix:///path/redis.sock?db=0 (set a password as ORCH_REDIS_URL; never shown with it)",
+        secret=True,
+    )
+    redis_prefix: str = option(
+        "orch:", "prefix of every key the service keeps in Redis (services sharing one Redis need their own)"
+    )
+    instance_id: str = option(
+        "", "this instance's name among those sharing the Redis store; empty: <hostname>-<pid>"
+    )
+    lease_time: float = option(
+        10.0,
+        "seconds a run's lease lasts without renewal; once it lapses another instance takes the run over",
+        minimum=0.1,
+        parse=_to_seconds,
+    )
     resume_on_start: bool = option(True, "continue sessions a crash or a restart interrupted")
     retention: float = option(
         7 * 86400.0,
@@ -337,6 +363,11 @@ class Settings:
         return path if path.is_absolute() else PROJECT_DIR / path
 
     @property
+    def instance(self) -> str:
+        """instance_id, or this process's <hostname>-<pid> (read when asked: a forked worker has its own)."""
+        return self.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
     def step_options(self) -> dict[str, dict[str, Any]]:
         return json.loads(self.llm_step_options) if self.llm_step_options else {}
 
@@ -429,7 +460,8 @@ def _convert(f: dataclasses.Field[Any], raw: Any, source: str) -> Any:
         value = parse(raw)
     except (TypeError, ValueError) as exc:
         why = f" ({exc})" if f.metadata["parse"] and str(exc) != str(raw) else ""
-        raise SettingsError(f"{f.name}: {raw!r} from {source} is not a valid {kind.__name__}{why}") from None
+        shown = repr(raw) if f.repr else "the value"  # a secret (repr=False) is never printed
+        raise SettingsError(f"{f.name}: {shown} from {source} is not a valid {kind.__name__}{why}") from None
     choices, minimum = f.metadata["choices"], f.metadata["minimum"]
     if choices and value not in choices:
         raise SettingsError(f"{f.name}: {value!r} from {source} is not one of {', '.join(choices)}")

@@ -9,6 +9,7 @@ from core.models import rfc3339, utcnow
 from handlers.base import BaseHandler
 
 STARTED = time.monotonic()
+ADMIN_ONLY = ("path", "url", "instance", "prefix")  # of the store's description
 
 
 class HealthHandler(BaseHandler):
@@ -26,7 +27,8 @@ class HealthHandler(BaseHandler):
         stats = await self.engine.stats()
         store = stats["store"]
         if not (self.identity and self.identity.admin):
-            store = {key: value for key, value in store.items() if key != "path"}
+            # Where the store lives (a file's path, Redis's address, this instance's name): admins only.
+            store = {key: value for key, value in store.items() if key not in ADMIN_ONLY}
         self.write_json(
             {
                 **live,

@@ -40,6 +40,8 @@ from workflow.webhooks import WebhookPolicy, WebhookTarget
 
 log = logging.getLogger("orchestrator.engine")
 
+# Seconds a cancel waits for the instance running the session to record it.
+CANCEL_ELSEWHERE_TIMEOUT = 10.0
 # Where a stored image is served; the engine only fills in the blanks.
 IMAGE_URL = "/api/sessions/{session_id}/images/{name}"
 
@@ -66,6 +68,7 @@ class Engine:
         self.images = images or DiagramImages()
         self.options = options
         self.log = event_log or LocalEventLog(store, options.subscriber_buffer)
+        self.log.on_cancel_request = self._cancel_requested
         self.webhooks = webhooks
         self.on_outbox: Callable[[], None] | None = None  # told once new deliveries are committed
         self.runs: dict[str, Run] = {}
@@ -363,11 +366,38 @@ class Engine:
                     return session
             else:
                 session = await self._fresh(session_id)
+                if self.store.shared and session.status == SessionStatus.RUNNING:
+                    return await self._cancel_elsewhere(session)
                 if not session.status.finished:
                     await self._record_cancelled(session)
                     self._leave_queue(session_id)
                     return session
             raise SessionConflict(f"session {session_id} already ended ({session.status.value})")
+
+    async def _cancel_elsewhere(self, session: Session) -> Session:
+        """A session another instance runs: ask it to cancel, and answer once the store says how
+        the run ended. If its instance is gone (its lease expired), record the cancellation here."""
+        if await self.store.claim_run(session.id):
+            try:
+                await self._record_cancelled(session)
+            finally:
+                await self.store.release_run(session.id)
+            return session
+        await self.log.request_cancel(session.id)
+        deadline = time.monotonic() + CANCEL_ELSEWHERE_TIMEOUT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            session = await self._fresh(session.id)
+            if session.status == SessionStatus.CANCELLED:
+                return session
+            if session.status.finished:
+                raise SessionConflict(f"session {session.id} already ended ({session.status.value})")
+        raise NotRecorded("cancellation", TimeoutError("the instance running the session did not answer"))
+
+    def _cancel_requested(self, session_id: str) -> None:
+        """Another instance asks for the cancellation of a session; only the one running it acts."""
+        if session_id in self.runs:
+            self._background(self.cancel(session_id), f"cancelling {session_id} for another instance")
 
     async def _record_cancelled(self, session: Session) -> None:
         """Cancel a session that is not running: its state and its terminal event, in one commit."""
@@ -610,6 +640,7 @@ class Engine:
             await asyncio.gather(*(run.stop(StopReason.INTERRUPTED) for run in leftover))
             log.warning("interrupted %d sessions that were still running", len(leftover))
         self.log.close_all(CloseReason.SHUTDOWN)
+        await self.log.close()  # stops a shared log's readers
 
 
 def _encodable(text: str) -> bool:

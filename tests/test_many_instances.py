@@ -1,0 +1,185 @@
+"""Several instances on one Redis behind a round-robin proxy, as real processes: a session created on
+one is streamed from another and resumed on a third with the same ids; a killed instance's runs are
+taken over by the others from their checkpoints."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from client.sse import SSEParser
+from tests.redis_server import RedisServer, require_redis_server
+from tests.server_process import ServerProcess
+from tests.tcp_proxy import RoundRobinProxy
+
+LEASE = 1.5  # seconds: a dead instance's runs are taken over within about twice this
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"), executable=require_redis_server()).start()
+    yield server
+    server.stop()
+
+
+def instances(redis: RedisServer, count: int, *extra: str) -> list[ServerProcess]:
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    shared = (
+        "--store=redis",
+        f"--redis_url={redis.url}",
+        f"--redis_prefix={prefix}",
+        f"--lease_time={LEASE}",
+    )
+    return [ServerProcess(*shared, f"--instance_id=instance-{n}", *extra) for n in range(count)]
+
+
+def create(url: str, topic: str, **body: Any) -> str:
+    answer = requests.post(f"{url}/api/sessions", json={"topic": topic, **body}, timeout=10)
+    assert answer.status_code in (201, 202), answer.text
+    return str(answer.json()["id"])
+
+
+def session(url: str, session_id: str) -> dict[str, Any]:
+    return dict(requests.get(f"{url}/api/sessions/{session_id}", timeout=10).json())
+
+
+def stop_all(servers: list[ServerProcess]) -> None:
+    for server in servers:
+        server.kill()
+
+
+def read_events(
+    url: str, last_id: int | None, limit: int | None, timeout: float = 30
+) -> list[dict[str, Any]]:
+    """GET /run as EventSource does (Last-Event-ID when resuming); at most `limit` logged events,
+    then the connection is dropped, as a flaky network would."""
+    headers = {"Accept": "text/event-stream"}
+    if last_id is not None:
+        headers["Last-Event-ID"] = str(last_id)
+    got: list[dict[str, Any]] = []
+    parser = SSEParser()
+    with requests.get(url, headers=headers, stream=True, timeout=timeout) as answer:
+        if answer.status_code == 204:
+            return got
+        assert answer.status_code == 200, answer.text
+        for chunk in answer.iter_content(None):
+            for event in parser.feed(chunk):
+                if event.id is None:
+                    continue
+                data = json.loads(event.data)
+                data["id"] = int(event.id)
+                got.append(data)
+                if data["type"] in ("final", "error") or (limit is not None and len(got) >= limit):
+                    return got
+    return got
+
+
+def follow(
+    url: str, session_id: str, per_connection: int | None, deadline: float = 120
+) -> list[dict[str, Any]]:
+    """Every event of the session, reconnecting with the last id after each `per_connection` events."""
+    seen: list[dict[str, Any]] = []
+    stop = time.monotonic() + deadline
+    while not seen or seen[-1]["type"] not in ("final", "error"):
+        assert time.monotonic() < stop, f"the stream did not end; got {len(seen)} events"
+        last = seen[-1]["id"] if seen else None
+        seen += read_events(f"{url}/api/sessions/{session_id}/run", last, per_connection)
+    return seen
+
+
+def test_created_on_one_streamed_from_another_resumed_on_a_third_with_the_same_ids(redis: RedisServer):
+    servers = instances(redis, 3, "--pace=3000")
+    proxy = RoundRobinProxy([s.port for s in servers])
+    try:
+        session_id = create(servers[0].url, "tides")
+        # Every connection through the proxy lands on the next instance: the first starts the
+        # session there, and each reconnect after 15 events resumes on another one.
+        events = follow(proxy.url, session_id, per_connection=15)
+        ids = [e["id"] for e in events]
+        assert ids == list(range(1, len(ids) + 1)), "a gap or a repeat"
+        assert events[-1]["type"] == "final"
+        assert len(set(proxy.served)) == 3  # all three served part of it
+        for server in servers:  # every instance tells the same story
+            assert session(server.url, session_id)["status"] == "completed"
+    finally:
+        proxy.close()
+        stop_all(servers)
+
+
+def test_the_runs_of_a_killed_instance_are_finished_by_the_others_with_contiguous_ids(redis: RedisServer):
+    servers = instances(redis, 3, "--pace=1500")
+    try:
+        first = servers[0]
+        ids = [
+            requests.post(
+                f"{first.url}/api/sessions", json={"topic": f"topic {n}", "start": True}, timeout=10
+            ).json()["id"]
+            for n in range(4)
+        ]
+        # Let them get into their steps, then kill the instance running them, mid-step.
+        deadline = time.monotonic() + 30
+        while any(
+            requests.get(f"{first.url}/api/sessions/{i}", timeout=10).json()["steps"][1]["status"]
+            == "pending"
+            for i in ids
+        ):
+            assert time.monotonic() < deadline, "the sessions did not start"
+            time.sleep(0.1)
+        first.kill()
+        for session_id in ids:
+            events = follow(servers[1].url, session_id, per_connection=None)
+            numbers = [e["id"] for e in events]
+            assert numbers == list(range(1, len(numbers) + 1)), "a gap or a repeat"
+            assert events[-1]["type"] == "final"
+            assert any(e["type"] == "step-retry" for e in events)  # the half-done step started over
+        for session_id in ids:
+            assert session(servers[2].url, session_id)["status"] == "completed"
+    finally:
+        stop_all(servers)
+
+
+def test_workers_share_the_port_and_the_sessions(redis: RedisServer, tmp_path: Path):
+    prefix = f"w{uuid.uuid4().hex[:8]}:"
+    command = [
+        "server.py",
+        "--port=0",
+        "--pace=0",
+        "--log_format=text",
+        "--store=redis",
+        f"--redis_url={redis.url}",
+        f"--redis_prefix={prefix}",
+        "--workers=2",
+    ]
+    server = ServerProcess(command=command)
+    try:
+        session_id = requests.post(f"{server.url}/api/sessions", json={"topic": "tides"}, timeout=10).json()[
+            "id"
+        ]
+        events = follow(server.url, session_id, per_connection=None)
+        assert events[-1]["type"] == "final"
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+
+
+def test_a_cancel_sent_to_another_instance_is_recorded_by_the_one_running_the_session(redis: RedisServer):
+    servers = instances(redis, 2, "--pace=500")
+    try:
+        running_on, asked = servers
+        session_id = create(running_on.url, "tides", start=True)
+        answer = requests.post(f"{asked.url}/api/sessions/{session_id}/cancel", timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "cancelled"
+        events = follow(asked.url, session_id, per_connection=None)
+        assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+        assert events[-1]["type"] == "error" and events[-1]["data"]["status"] == "cancelled"
+        assert "cancelled" in running_on.log_text()  # the instance that ran it recorded it
+    finally:
+        stop_all(servers)
