@@ -5,6 +5,7 @@ taken over by the others from their checkpoints."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -183,3 +184,56 @@ def test_a_cancel_sent_to_another_instance_is_recorded_by_the_one_running_the_se
         assert "cancelled" in running_on.log_text()  # the instance that ran it recorded it
     finally:
         stop_all(servers)
+
+
+def wait_for_log(server: ServerProcess, *texts: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [text for text in texts if text in server.log_text()]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"none of {texts} in the log:\n{server.log_text()[-2000:]}"
+        time.sleep(0.05)
+
+
+def test_a_paused_owner_is_fenced_off_once_another_instance_took_its_run_over(redis: RedisServer):
+    servers = instances(redis, 2, "--pace=1500")
+    owner, other = servers
+    try:
+        session_id = create(owner.url, "tides", start=True)
+        deadline = time.monotonic() + 30
+        while session(owner.url, session_id)["steps"][1]["status"] == "pending":
+            assert time.monotonic() < deadline, "the session did not start"
+            time.sleep(0.05)
+        owner.proc.send_signal(signal.SIGSTOP)  # paused past its lease, as a stalled VM would be
+        try:
+            wait_for_log(other, f"taking over session {session_id}")
+        finally:
+            owner.proc.send_signal(signal.SIGCONT)
+        # Back, the old owner finds its lease gone (or its next write refused by the fence) and stops.
+        wait_for_log(owner, "lease lost", "another instance took the run over")
+        events = follow(other.url, session_id, per_connection=None)
+        numbers = [e["id"] for e in events]
+        assert numbers == list(range(1, len(numbers) + 1)), "a gap, a repeat or a write from the old owner"
+        assert events[-1]["type"] == "final"
+    finally:
+        stop_all(servers)
+
+
+def test_a_redis_restart_mid_run_loses_nothing_acknowledged_and_the_run_finishes(tmp_path: Path):
+    redis = RedisServer(tmp_path / "redis", aof=True, executable=require_redis_server()).start()
+    servers = instances(redis, 2, "--pace=1500")
+    try:
+        session_id = create(servers[0].url, "tides", start=True)
+        before = read_events(f"{servers[1].url}/api/sessions/{session_id}/run", None, limit=20)
+        redis.kill()  # no goodbye: what it acknowledged is in its append-only file
+        time.sleep(0.5)  # a real outage, however short; the instances' writes fail meanwhile
+        redis.start()
+        events = follow(servers[1].url, session_id, per_connection=None)
+        numbers = [e["id"] for e in events]
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert [e["id"] for e in before] == numbers[: len(before)]  # what was acknowledged is kept
+        assert events[-1]["type"] == "final"
+    finally:
+        stop_all(servers)
+        redis.stop()
