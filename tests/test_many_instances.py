@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ import pytest
 import requests
 
 from client.sse import SSEParser
+from tests.contract_examples import CONTRACT_PYTHON_EXAMPLE
 from tests.redis_server import RedisServer, require_redis_server
 from tests.server_process import ServerProcess
 from tests.tcp_proxy import RoundRobinProxy
@@ -237,3 +240,19 @@ def test_a_redis_restart_mid_run_loses_nothing_acknowledged_and_the_run_finishes
     finally:
         stop_all(servers)
         redis.stop()
+
+
+def test_the_contracts_python_example_works_as_written_across_three_instances(redis: RedisServer):
+    servers = instances(redis, 3)
+    proxy = RoundRobinProxy([s.port for s in servers])
+    try:
+        code = CONTRACT_PYTHON_EXAMPLE.replace("localhost:8080", f"127.0.0.1:{proxy.port}")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == "Event: connected" and lines[-1] == "Event: final"
+        assert lines.count("Event: step-complete") == 5
+        assert len(set(proxy.served)) >= 2  # created on one instance, run on another
+    finally:
+        proxy.close()
+        stop_all(servers)
