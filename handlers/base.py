@@ -27,7 +27,7 @@ from core.errors import (
     Unavailable,
 )
 from core.events import dumps
-from core.models import Session
+from core.models import Session, SessionStatus
 from handlers.access import STATE_CHANGING, Access, RateState
 from workflow.engine import Engine
 
@@ -186,9 +186,10 @@ class BaseHandler(JSONErrors):
     def session_json(self, session: Session) -> dict[str, Any]:
         """A session as clients see it: the contract's fields, and where to stream it."""
         shown = {**session.to_json(), "stream_url": self.stream_url(session.id)}
-        position = self.engine.queue_position(session.id)
-        if position is not None:
-            shown["queue_position"] = position  # 1: it runs next
+        if session.status == SessionStatus.QUEUED:  # only then is the queue worth a look
+            position = self.engine.queue_position(session.id)
+            if position is not None:
+                shown["queue_position"] = position  # 1: it runs next
         return shown
 
     def other_credentials(self) -> bool:
