@@ -134,11 +134,15 @@ def make_app(settings: Settings, engine: Engine, access: Access | None = None) -
         (r"/()", PageHandler, {"path": str(WEB_DIR), "default_filename": "index.html"}),
         (r"/web/(.+)", PageHandler, {"path": str(WEB_DIR)}),
     ]
+    access = access or Access(settings)
+    if isinstance(engine.store, RedisStore):
+        # Instances on one Redis share their rate limits too: a caller's limit is the fleet's.
+        access.rates.share(engine.store.redis, engine.store.keys.rate_limits)
     return tornado.web.Application(
         routes,
         engine=engine,
         config=settings,
-        access=access or Access(settings),
+        access=access,
         open_streams=OpenStreams(),
         default_handler_class=NotFoundHandler,
         compress_response=False,  # an event stream must never be gzipped

@@ -174,7 +174,8 @@ class Settings:
     )
     rate_limit: str = option(
         "50/second;3000/minute",
-        "requests one API key (or client address) may make, in the limits library's notation; empty: none",
+        "requests one API key (or client address) may make, in the limits library's notation (counted "
+        "across all instances on store=redis); empty: none",
         parse=_to_rate_limits,
     )
     create_rate_limit: str = option(
@@ -294,7 +295,10 @@ class Settings:
         0.0, "characters per second the builtin provider streams at (0 = as fast as possible)", minimum=0
     )
     max_running: int = option(
-        32, "sessions that run at once in this process; more wait in a FIFO queue (0: no limit)", minimum=0
+        32,
+        "sessions that run at once (in this process, or across all instances on store=redis); more "
+        "wait in a FIFO queue (0: no limit)",
+        minimum=0,
     )
     max_queued: int = option(
         1000, "sessions that may wait for a run slot; a start beyond it gets 503 with Retry-After", minimum=0

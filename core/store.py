@@ -43,6 +43,30 @@ class Delivery:
     delivered_at: float | None = field(default=None)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What a shared store answered a start under the fleet's max_running.
+
+    `verdict`: "run" (its run lease is now this instance's), "queued" (it joined the fleet's queue at
+    `position`; the caller records it queued), "full" (the queue holds max_queued already), "started"
+    (it is not pending any more), "taken" (another instance holds its lease). `running` and `queued`
+    are the fleet's counts as the store saw them.
+    """
+
+    verdict: str
+    position: int
+    running: int
+    queued: int
+
+
+@dataclass(frozen=True)
+class FleetQueue:
+    """The fleet's runs and its queue, as a shared store sees them now."""
+
+    running: int
+    waiting: list[str]  # session ids, the next to run first
+
+
 class SessionStore(ABC):
     """Sessions, their append-only event logs and their images.
 
@@ -166,6 +190,23 @@ class SessionStore(ABC):
     async def orphaned_runs(self) -> list[str]:
         """Running or queued-to-resume sessions whose owner's lease has expired (it died)."""
         return []
+
+    # -- the fleet's queue, on a shared store ----------------------------------------------------
+    # One process keeps its queue in memory (the engine). Instances sharing a store share one queue
+    # and one max_running, kept by the store, each step atomic: no two instances can take the last
+    # slot, and the order of admission is the order of runs, whichever instance each came to.
+
+    async def admit_run(self, session_id: str, max_running: int, max_queued: int) -> Admission:
+        """Take a run slot (and the lease) for a pending session, or a place in the queue."""
+        raise NotImplementedError("only a shared store keeps the fleet's queue")
+
+    async def next_queued(self, max_running: int) -> str | None:
+        """If a run slot is free, the first queued session, out of the queue, its lease taken."""
+        raise NotImplementedError("only a shared store keeps the fleet's queue")
+
+    async def fleet_queue(self) -> FleetQueue:
+        """How many sessions run across the fleet, and which wait, in order."""
+        raise NotImplementedError("only a shared store keeps the fleet's queue")
 
     async def close(self) -> None:
         """Finish pending writes and release what the store holds; called once at shutdown."""

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from limits import RateLimitItem, parse_many, storage, strategies
+from limits.aio import storage as aio_storage
+from limits.aio import strategies as aio_strategies
+from limits.errors import StorageError
+from redis.asyncio import Redis
 from tornado.httputil import HTTPServerRequest
 
 from conf.keys import Identity, KeyRing
 from conf.settings import Settings
 from core.errors import Forbidden, Throttled, Unauthorized
 from core.tokens import StreamTokens
+
+log = logging.getLogger("orchestrator.ratelimits")
+
+# Seconds the fleet's shared rate-limit counters are left alone after Redis failed them.
+SHARED_RETRY_AFTER = 5
 
 # Methods that change something; a browser sends them cross-site without asking only in forms.
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -28,15 +39,36 @@ class RateState:
 
 
 class RateLimits:
-    """Sliding-window counters per caller (the `limits` library), one set per kind of request."""
+    """Sliding-window counters per caller (the `limits` library), one set per kind of request.
+
+    In one process they are kept in memory. Instances sharing a Redis store share the counters too
+    (`share`), so a caller's limit holds across the fleet, not per instance. Should Redis fail, each
+    instance falls back to its own counters until it answers again: a limit held per instance for a
+    while is better than refusing everyone, or letting everyone through.
+    """
 
     def __init__(self, **limits_by_kind: str) -> None:
-        self._limiter = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
+        self._local = strategies.SlidingWindowCounterRateLimiter(storage.MemoryStorage())
+        self._shared: aio_strategies.SlidingWindowCounterRateLimiter | None = None
+        self._shared_failed_at = -math.inf  # when the shared counters last failed (monotonic)
         self._limits: dict[str, list[RateLimitItem]] = {
             kind: parse_many(text) if text.strip() else [] for kind, text in limits_by_kind.items()
         }
 
-    def hit(self, kind: str, who: str) -> RateState | None:
+    def share(self, client: Redis, prefix: str) -> None:
+        """Keep the counters in Redis, through `client`'s connections, under keys starting `prefix`."""
+        # The connections come from the store's pool; the URL only names the kind of server.
+        options: dict[str, Any] = {"connection_pool": client.connection_pool}
+        shared = aio_storage.RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            key_prefix=prefix,
+            wrap_exceptions=True,
+            **options,
+        )
+        self._shared = aio_strategies.SlidingWindowCounterRateLimiter(shared)
+
+    async def hit(self, kind: str, who: str) -> RateState | None:
         """Count one request of `kind` by `who`; raises Throttled when over any of its limits."""
         limits = self._limits[kind]
         if not limits:
@@ -44,18 +76,57 @@ class RateLimits:
         policy = ", ".join(
             f'"{kind}-{i}";q={lim.amount};w={lim.get_expiry()}' for i, lim in enumerate(limits)
         )
+        windows = await self._count(limits, kind, who)
         states = []
-        for index, limit in enumerate(limits):
-            allowed = self._limiter.hit(limit, kind, who)
-            stats = self._limiter.get_window_stats(limit, kind, who)
-            reset = max(1, math.ceil(stats.reset_time - time.time()))
+        for index, (limit, (allowed, remaining, reset_time)) in enumerate(zip(limits, windows, strict=True)):
+            reset = max(1, math.ceil(reset_time - time.time()))
             if not allowed:
                 headers = {"RateLimit-Policy": policy, "RateLimit": f'"{kind}-{index}";r=0;t={reset}'}
                 message = f"too many requests: the limit is {limit}; try again in {reset} s"
                 raise Throttled(message, reset, headers)
-            states.append((stats.remaining, reset, f"{kind}-{index}"))
+            states.append((remaining, reset, f"{kind}-{index}"))
         remaining, reset, name = min(states)
         return RateState(policy, f'"{name}";r={remaining};t={reset}')
+
+    async def _count(
+        self, limits: list[RateLimitItem], kind: str, who: str
+    ) -> list[tuple[bool, int, float]]:
+        """Hit each limit: whether it allowed the request, what remains, when its window resets.
+        A limit already exceeded stops the count (the later ones are not charged for a refusal)."""
+        if self._shared is not None and time.monotonic() - self._shared_failed_at > SHARED_RETRY_AFTER:
+            try:
+                return await self._count_shared(self._shared, limits, kind, who)
+            except StorageError as exc:
+                self._shared_failed_at = time.monotonic()
+                log.warning(
+                    "rate limits: Redis failed (%s); each instance counts on its own for %d s",
+                    exc.storage_error,
+                    SHARED_RETRY_AFTER,
+                )
+        windows = []
+        for limit in limits:
+            allowed = self._local.hit(limit, kind, who)
+            stats = self._local.get_window_stats(limit, kind, who)
+            windows.append((allowed, stats.remaining, stats.reset_time))
+            if not allowed:
+                break
+        return windows
+
+    @staticmethod
+    async def _count_shared(
+        limiter: aio_strategies.SlidingWindowCounterRateLimiter,
+        limits: list[RateLimitItem],
+        kind: str,
+        who: str,
+    ) -> list[tuple[bool, int, float]]:
+        windows = []
+        for limit in limits:
+            allowed = await limiter.hit(limit, kind, who)
+            stats = await limiter.get_window_stats(limit, kind, who)
+            windows.append((allowed, stats.remaining, stats.reset_time))
+            if not allowed:
+                break
+        return windows
 
 
 class Access:

@@ -153,7 +153,7 @@ class BaseHandler(JSONErrors):
 
     # -- request ---------------------------------------------------------------------------------
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         incoming = self.request.headers.get("X-Request-ID", "")
         self.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_var.set(self.request_id)
@@ -170,7 +170,7 @@ class BaseHandler(JSONErrors):
         if self.needs_key and self.access.keys and self.identity is None and not self.other_credentials():
             raise Unauthorized("this API needs a key: send Authorization: Bearer <key>")
         if self.rate_limited:
-            self.rate = self.access.rates.hit("requests", self.caller)
+            self.rate = await self.access.rates.hit("requests", self.caller)
             self._rate_headers()
         self._check_body_headers()
 
@@ -183,14 +183,23 @@ class BaseHandler(JSONErrors):
         url = f"/api/sessions/{session_id}/run"
         return f"{url}?token={self.access.tokens.sign(session_id)}" if self.access.keys else url
 
-    def session_json(self, session: Session) -> dict[str, Any]:
-        """A session as clients see it: the contract's fields, and where to stream it."""
-        shown = {**session.to_json(), "stream_url": self.stream_url(session.id)}
-        if session.status == SessionStatus.QUEUED:  # only then is the queue worth a look
-            position = self.engine.queue_position(session.id)
-            if position is not None:
-                shown["queue_position"] = position  # 1: it runs next
+    async def sessions_json(self, sessions: list[Session]) -> list[dict[str, Any]]:
+        """Sessions as clients see them: the contract's fields, where to stream each, and for a
+        queued one its place in the queue (1: it runs next)."""
+        # The queue is looked at only if one of them waits (on a shared store it is a read of Redis).
+        waiting = any(s.status == SessionStatus.QUEUED for s in sessions)
+        positions = await self.engine.queue_positions() if waiting else {}
+        shown = []
+        for session in sessions:
+            one = {**session.to_json(), "stream_url": self.stream_url(session.id)}
+            if session.status == SessionStatus.QUEUED and session.id in positions:
+                one["queue_position"] = positions[session.id]
+            shown.append(one)
         return shown
+
+    async def session_json(self, session: Session) -> dict[str, Any]:
+        """One session as clients see it (see sessions_json)."""
+        return (await self.sessions_json([session]))[0]
 
     def other_credentials(self) -> bool:
         """Whether the request proves its right some other way than a key (a stream token)."""
@@ -283,7 +292,7 @@ class NotFoundHandler(BaseHandler):
 
     needs_key = False
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         if self.request.method != "OPTIONS":
             raise NotFound(f"no such endpoint: {self.request.path}")

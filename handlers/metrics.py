@@ -140,8 +140,8 @@ class MetricsHandler(BaseHandler):
     def set_default_headers(self) -> None:
         JSONErrors.set_default_headers(self)  # the hardening headers, without BaseHandler's CORS
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         if self.request.method == "OPTIONS" or is_loopback_address(self.request.remote_ip):
             return
         if not self.access.keys:  # no key could ever be accepted: say what works instead

@@ -19,7 +19,7 @@ class SessionsHandler(BaseHandler):
     async def post(self) -> None:
         """Create a session for a topic; answers once it is stored, with its id and stream URL.
         With `"start": true` it is started too (202: it runs, or waits in the queue, unwatched)."""
-        self.access.rates.hit("creates", self.caller)
+        await self.access.rates.hit("creates", self.caller)
         body = self.json_body()
         start = body.get("start", False)
         if not isinstance(start, bool):
@@ -73,7 +73,7 @@ class SessionsHandler(BaseHandler):
         next_before = sessions[-1].id if len(sessions) == limit else None
         self.write_json(
             {
-                "sessions": [self.session_json(s) for s in sessions],
+                "sessions": await self.sessions_json(sessions),
                 "count": len(sessions),
                 "next_before": next_before,
             }
@@ -84,7 +84,7 @@ class SessionHandler(BaseHandler):
     async def get(self, session_id: str) -> None:
         """The session; with webhooks, each message and how its delivery went."""
         session = await self.owned(session_id)
-        shown = self.session_json(session)
+        shown = await self.session_json(session)
         deliveries = await self.engine.deliveries(session_id)
         if deliveries:
             shown["webhooks"] = [delivery_json(d) for d in deliveries]
@@ -104,7 +104,7 @@ class StartHandler(BaseHandler):
         Attach later with GET /run (or the stream URL) to watch it."""
         await self.owned(session_id)
         session = await self.engine.start(session_id)
-        self.write_json(self.session_json(session), status=202)
+        self.write_json(await self.session_json(session), status=202)
 
 
 class ResultHandler(BaseHandler):
@@ -118,7 +118,7 @@ class CancelHandler(BaseHandler):
     async def post(self, session_id: str) -> None:
         await self.owned(session_id)
         session = await self.engine.cancel(session_id)
-        self.write_json(self.session_json(session))
+        self.write_json(await self.session_json(session))
 
 
 def delivery_json(delivery: Delivery) -> dict[str, Any]:

@@ -71,8 +71,8 @@ class RunHandler(BaseHandler):
             return False
         return self.access.tokens.valid(self.path_args[0], token)
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         if self.request.method == "GET":
             self.access.check_origin(self.request)
 

@@ -47,7 +47,7 @@ from redis.exceptions import (
 from core.errors import RunTakenOver, SessionNotFound, StoreUnavailable
 from core.events import Event, dumps
 from core.models import Session, SessionStatus
-from core.store import FINISHED, UNFINISHED, Delivery, SessionStore, StoredImage
+from core.store import FINISHED, UNFINISHED, Admission, Delivery, FleetQueue, SessionStore, StoredImage
 from store.records import session_from_row, session_to_row
 from store.redis_keys import DEFAULT_PREFIX, Keys, event_id
 
@@ -85,6 +85,8 @@ local function status_key(status) return p .. 'status:' .. status end
 local function owner_key(owner) return p .. 'owner:' .. owner end
 local function lease_key(id) return p .. 'lease:' .. id end
 local SESSIONS = p .. 'sessions'
+local RUNNING = p .. 'running'
+local QUEUE = p .. 'queue'
 local RETAIN_FINISHED = p .. 'retention:finished'
 local RETAIN_PENDING = p .. 'retention:pending'
 local DUE = p .. 'deliveries:due'
@@ -94,19 +96,54 @@ local function count(owner, status, by)
   if redis.call('HINCRBY', key, status, by) <= 0 then redis.call('HDEL', key, status) end
 end
 
--- Why a write of this session may not happen: it is gone, or its run lease is no longer ours.
+-- Why a write of this session may not happen: it is gone, or its run lease is not ours. A write
+-- without a fence (by an instance that does not run the session) is refused while anyone holds the
+-- lease: the session's state and event ids are the runner's alone.
 local function refused(id, fence)
   if redis.call('EXISTS', session_key(id)) == 0 then
     return redis.error_reply('GONE session ' .. id .. ' does not exist')
   end
-  if fence ~= '' then
-    local holder = redis.call('GET', lease_key(id))
-    if holder ~= fence then
-      return redis.error_reply('TAKEN the run lease of session ' .. id .. ' is held by ' ..
-        (holder or 'nobody') .. ', not ' .. fence)
-    end
+  local holder = redis.call('GET', lease_key(id))
+  if holder and fence == '' then
+    return redis.error_reply('TAKEN session ' .. id .. ' is run by ' .. holder)
+  end
+  if fence ~= '' and holder ~= fence then
+    return redis.error_reply('TAKEN the run lease of session ' .. id .. ' is held by ' ..
+      (holder or 'nobody') .. ', not ' .. fence)
   end
   return nil
+end
+
+-- Now, in milliseconds, by Redis's clock (every instance's lease is timed by the same clock).
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- How many sessions run across every instance: the leases that have not expired ({p}running keeps
+-- each lease's expiry beside it, so they are counted without a scan).
+local function live_runs()
+  redis.call('ZREMRANGEBYSCORE', RUNNING, '-inf', now_ms())
+  return redis.call('ZCARD', RUNNING)
+end
+
+-- Take the run lease of a session for `instance`, or extend it if it is already its own; the lease's
+-- fencing token, or 0 if another instance holds it.
+local function claim(id, instance, ms)
+  local key = lease_key(id)
+  local holder = redis.call('GET', key)
+  local token
+  if not holder then
+    token = redis.call('INCR', p .. 'fence')
+    redis.call('SET', key, instance .. ':' .. token, 'PX', ms)
+  else
+    local who, held = string.match(holder, '^(.*):(%d+)$')
+    if who ~= instance then return 0 end
+    token = tonumber(held)
+    redis.call('PEXPIRE', key, ms)
+  end
+  redis.call('ZADD', RUNNING, now_ms() + ms, id)
+  return token
 end
 
 -- Store a session's row and keep every index of it; a new one gets the next creation number.
@@ -140,6 +177,8 @@ local function put(id, row, status, owner, created, updated)
   else
     redis.call('ZREM', RETAIN_PENDING, id)
   end
+  -- Started, cancelled or ended: it waits no more (a pending one may be on its way into the queue).
+  if status ~= 'queued' and status ~= 'pending' then redis.call('ZREM', QUEUE, id) end
   redis.call('HSET', key, 'row', row, 'status', status, 'owner', owner, 'seq', seq,
     'created', created, 'updated', updated)
 end
@@ -156,6 +195,8 @@ local function remove(id)
     redis.call('ZREM', RETAIN_FINISHED, id)
     redis.call('ZREM', RETAIN_PENDING, id)
   end
+  redis.call('ZREM', QUEUE, id)
+  redis.call('ZREM', RUNNING, id)
   local mine = p .. 'deliveries:' .. id
   for _, message in ipairs(redis.call('ZRANGE', mine, 0, -1)) do
     redis.call('DEL', p .. 'delivery:' .. message)
@@ -359,27 +400,68 @@ elseif op == 'prune' then
   return out
 
 elseif op == 'claim' then
-  local key, instance = lease_key(ARGV[3]), ARGV[4]
-  local holder = redis.call('GET', key)
-  if not holder then
-    local token = redis.call('INCR', p .. 'fence')
-    redis.call('SET', key, instance .. ':' .. token, 'NX', 'PX', ARGV[5])
-    return token
+  return claim(ARGV[3], ARGV[4], tonumber(ARGV[5]))
+
+elseif op == 'admit' then
+  -- ARGV: id, instance, ms, max running (0: no limit), max queued. Start a pending session under the
+  -- fleet's max_running: {'run', token, running, queued} with its lease taken; {'queued', position,
+  -- running, queued} once it joined the queue (its caller then records it queued); {'full', 0,
+  -- running, queued}; {'started', 0, 0, 0} if it is not pending any more; {'taken', ...} if another
+  -- instance holds its lease. First come, first served: while anyone waits, a newcomer waits too.
+  local id, max_running, max_queued = ARGV[3], tonumber(ARGV[6]), tonumber(ARGV[7])
+  local status = redis.call('HGET', session_key(id), 'status')
+  if not status then return redis.error_reply('GONE session ' .. id .. ' does not exist') end
+  if status ~= 'pending' then return {'started', 0, 0, 0} end
+  local running, queued = live_runs(), redis.call('ZCARD', QUEUE)
+  if queued == 0 and (max_running == 0 or running < max_running) then
+    local token = claim(id, ARGV[4], tonumber(ARGV[5]))
+    if token == 0 then return {'taken', 0, running, queued} end
+    return {'run', token, running + 1, queued}
   end
-  local who, token = string.match(holder, '^(.*):(%d+)$')
-  if who == instance then
-    redis.call('PEXPIRE', key, ARGV[5])
-    return tonumber(token)
+  if redis.call('ZSCORE', QUEUE, id) == false then
+    if queued >= max_queued then return {'full', 0, running, queued} end
+    redis.call('ZADD', QUEUE, redis.call('INCR', p .. 'queue-seq'), id)
+    queued = queued + 1
   end
-  return 0
+  return {'queued', redis.call('ZRANK', QUEUE, id) + 1, running, queued}
+
+elseif op == 'next' then
+  -- ARGV: instance, ms, max running. If a run slot is free in the fleet, the first queued session,
+  -- out of the queue with its lease taken for `instance`: {id, token}; else nil. An entry whose
+  -- session is still pending (its `queued` record is on its way) is passed over; one that started,
+  -- ended or went is dropped.
+  local max_running = tonumber(ARGV[5])
+  if max_running > 0 and live_runs() >= max_running then return false end
+  for _, id in ipairs(redis.call('ZRANGE', QUEUE, 0, 99)) do
+    local status = redis.call('HGET', session_key(id), 'status')
+    if status == 'queued' then
+      if redis.call('EXISTS', lease_key(id)) == 0 then
+        redis.call('ZREM', QUEUE, id)
+        return {id, claim(id, ARGV[3], tonumber(ARGV[4]))}
+      end
+    elseif status ~= 'pending' then
+      redis.call('ZREM', QUEUE, id)
+    end
+  end
+  return false
+
+elseif op == 'queue' then
+  -- The fleet's run slots taken and the sessions queued for one, oldest first: {running, id, ...}.
+  local out = {live_runs()}
+  for _, id in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
+    if redis.call('HGET', session_key(id), 'status') == 'queued' then out[#out + 1] = id end
+  end
+  return out
 
 elseif op == 'renew' then
   -- ARGV: ms, then (session id, lease value) pairs; 1 for each renewed, 0 for each lost.
   local out = {}
+  local expiry = now_ms() + tonumber(ARGV[3])
   for j = 4, #ARGV, 2 do
     local key = lease_key(ARGV[j])
     if redis.call('GET', key) == ARGV[j + 1] then
       redis.call('PEXPIRE', key, ARGV[3])
+      redis.call('ZADD', RUNNING, expiry, ARGV[j])
       out[#out + 1] = 1
     else
       out[#out + 1] = 0
@@ -389,10 +471,20 @@ elseif op == 'renew' then
 
 elseif op == 'release' then
   local key = lease_key(ARGV[3])
-  if redis.call('GET', key) == ARGV[4] then return redis.call('DEL', key) end
+  if redis.call('GET', key) == ARGV[4] then
+    redis.call('ZREM', RUNNING, ARGV[3])
+    return redis.call('DEL', key)
+  end
   return 0
 
 elseif op == 'orphans' then
+  -- A queued session out of the queue with no lease was taken from it by an instance that died (or
+  -- failed) before it could start the run: it goes back to the front of the queue.
+  for _, id in ipairs(redis.call('ZRANGE', status_key('queued'), 0, -1)) do
+    if redis.call('ZSCORE', QUEUE, id) == false and redis.call('EXISTS', lease_key(id)) == 0 then
+      redis.call('ZADD', QUEUE, 0, id)
+    end
+  end
   local all = {}
   for _, status in ipairs(ORPHAN_STATUSES) do
     local flat = redis.call('ZRANGE', status_key(status), 0, -1, 'WITHSCORES')
@@ -1062,6 +1154,40 @@ class RedisStore(SessionStore):
 
     async def orphaned_runs(self) -> list[str]:
         return [i.decode() for i in await self._call("orphans", self.keys.prefix)]
+
+    # -- the fleet's queue ---------------------------------------------------------------------
+
+    async def admit_run(self, session_id: str, max_running: int, max_queued: int) -> Admission:
+        verdict, number, running, queued = await self._write(
+            "admit",
+            self.keys.prefix,
+            session_id,
+            self.instance,
+            self.lease_ms,
+            max_running,
+            max_queued,
+            session_id=session_id,
+            parse=list,
+        )
+        verdict = verdict.decode()
+        if verdict == "run":
+            self._leases[session_id] = f"{self.instance}:{number}"
+        position = number if verdict == "queued" else 0
+        return Admission(verdict, position, running, queued)
+
+    async def next_queued(self, max_running: int) -> str | None:
+        taken = await self._write(
+            "next", self.keys.prefix, self.instance, self.lease_ms, max_running, parse=lambda reply: reply
+        )
+        if not taken:
+            return None
+        session_id = taken[0].decode()
+        self._leases[session_id] = f"{self.instance}:{taken[1]}"
+        return session_id
+
+    async def fleet_queue(self) -> FleetQueue:
+        running, *waiting = await self._call("queue", self.keys.prefix, doing="read the queue from")
+        return FleetQueue(running, [session_id.decode() for session_id in waiting])
 
     def holds_run(self, session_id: str) -> bool:
         """Whether this instance holds the session's run lease (as far as it knows)."""

@@ -13,6 +13,10 @@ stream readers and the run leases share. Every key starts with the store's prefi
     {p}deliveries:{id}       zset   created_at -> msg id, one session's deliveries
     {p}lease:{id}            string "{instance}:{token}" with an expiry: who runs the session (fencing token)
     {p}fence                 string lease token counter (INCR): every claim gets a larger token
+    {p}running               zset   lease expiry (epoch ms, Redis's clock) -> id: the fleet's runs, counted
+                                    against max_running (an expired lease drops out when next counted)
+    {p}queue                 zset   admission number -> id: sessions waiting for a run slot, fleet-wide
+    {p}queue-seq             string admission counter (INCR): first come, first served across instances
     {p}control               pub/sub channel: cancel, delete and shutdown notices between instances
 
 Added by the store (store/redis.py), for what it must answer without a scan:
@@ -21,6 +25,12 @@ Added by the store (store/redis.py), for what it must answer without a scan:
     {p}retention:finished    zset   updated (epoch ms) -> id, the finished sessions (prune's cutoff)
     {p}retention:pending     zset   created (epoch ms) -> id, the pending sessions (pending_ttl)
     {p}probe:{instance}      string a cheap write that proves the store is writable (describe); 60 s
+    {p}rate:...              (keys of the `limits` library) the fleet's rate-limit windows per caller
+
+Added by the event log's stream readers (workflow/eventlog/redis.py):
+
+    {p}wake:{instance}:{n}   stream one entry, added to wake reader n of an instance from its blocking XREAD
+                                    when its set of streams changed; expires when unused
 
 The fields, exactly: a session hash holds `row` (the JSON array of store.records' row), `status`,
 `owner`, `seq` (from {p}seq), `created` and `updated` (epoch milliseconds, as integers). A delivery
@@ -83,6 +93,14 @@ class Keys:
 
     def probe(self, instance: str) -> str:
         return f"{self.prefix}probe:{instance}"
+
+    def wake(self, instance: str, reader: int) -> str:
+        return f"{self.prefix}wake:{instance}:{reader}"
+
+    @property
+    def rate_limits(self) -> str:
+        """The prefix the rate limiter's keys start with."""
+        return f"{self.prefix}rate"
 
 
 def entry_id(event_id: int) -> str:

@@ -28,7 +28,7 @@ from core.errors import (
 )
 from core.events import Event, make_event
 from core.models import Session, SessionResult, SessionStatus, StopReason, utcnow
-from core.store import Delivery, SessionStore, StoredImage
+from core.store import Delivery, FleetQueue, SessionStore, StoredImage
 from workflow.engine.locks import SessionLocks
 from workflow.engine.options import EngineOptions
 from workflow.engine.pipeline import Pipeline
@@ -77,6 +77,8 @@ class Engine:
         self._draining_queue: asyncio.Task[None] | None = None
         self._starting = 0  # sessions given a run slot whose Run is not yet launched
         self._queue_changed = False  # a queued session left: those behind it are told
+        # On a shared store the queue is the fleet's, kept by the store; this is its last known state.
+        self._fleet = FleetQueue(0, [])
         self._tasks: set[asyncio.Task[None]] = set()  # background work started from callbacks
         self._locks = SessionLocks()
         self._count: int | None = None  # sessions in the store, counted once, then kept up to date
@@ -136,24 +138,26 @@ class Engine:
 
     @property
     def queue_length(self) -> int:
-        """Sessions waiting for a free run slot (max_running) in this process."""
-        return len(self._queue)
+        """Sessions waiting for a free run slot (max_running): in this process, or on a shared
+        store in the whole fleet (as last seen, at most lease_time/3 ago)."""
+        return len(self._fleet.waiting) if self.store.shared else len(self._queue)
 
     @property
     def queue_full(self) -> bool:
         """Whether a start now would be refused: it would have to wait, and max_queued already wait."""
-        return self._must_wait() and len(self._queue) >= self.options.max_queued
+        return self._must_wait() and self.queue_length >= self.options.max_queued
 
     def _must_wait(self) -> bool:
         # First come, first served: while anyone waits, a new start waits behind them.
+        if self.store.shared:
+            running, max_running = self._fleet.running, self.options.max_running
+            return bool(self._fleet.waiting) or bool(max_running and running >= max_running)
         return bool(self._queue) or not self._has_free_slot()
 
-    def queue_position(self, session_id: str) -> int | None:
-        """1 for the session that runs next; None if it is not queued."""
-        for position, queued in enumerate(self._queue, start=1):
-            if queued == session_id:
-                return position
-        return None
+    async def queue_positions(self) -> dict[str, int]:
+        """Where each queued session stands: 1 for the one that runs next."""
+        waiting = (await self._look_at_fleet()).waiting if self.store.shared else self._queue
+        return {session_id: position for position, session_id in enumerate(waiting, start=1)}
 
     async def stats(self) -> dict[str, Any]:
         return {
@@ -230,21 +234,44 @@ class Engine:
         session = await self._fresh(session_id)
         _check_pending(session)
         self._check_accepting()
-        if self._must_wait():
-            await self._enqueue(session)
-        else:
+        if self.store.shared:
+            await self._start_in_fleet(session)
+        elif not self._must_wait():
             await self._begin(session)
+        elif self.queue_full:
+            raise _queue_full(len(self.runs), len(self._queue))
+        else:
+            await self._enqueue(session, len(self._queue) + 1, len(self.runs))
+            self._queue[session.id] = None
         return session
+
+    async def _start_in_fleet(self, session: Session) -> None:
+        """On a shared store the fleet's max_running and queue decide, in one step of the store, so
+        two instances can never both take the last slot. With the session's lock held."""
+        admission = await self.store.admit_run(session.id, self.options.max_running, self.options.max_queued)
+        self._fleet = FleetQueue(admission.running, self._fleet.waiting)
+        if admission.verdict == "run":
+            await self._begin(session, claimed=True)
+        elif admission.verdict == "queued":
+            # Until its `queued` record is stored, no instance takes it from the queue (it is still
+            # pending); should that record fail, it stays pending and a later start finds its place.
+            await self._enqueue(session, admission.position, admission.running)
+            self._drain_queue_soon()  # a slot may have come free meanwhile
+        elif admission.verdict == "full":
+            raise _queue_full(admission.running, admission.queued)
+        else:
+            raise SessionConflict(f"session {session.id} is being started by another instance")
 
     def _has_free_slot(self) -> bool:
         taken = len(self.runs) + self._starting
         return not self.options.max_running or taken < self.options.max_running
 
-    async def _begin(self, session: Session) -> None:
-        """Run the session now. With its lock held; its slot is taken before the first await."""
+    async def _begin(self, session: Session, claimed: bool = False) -> None:
+        """Run the session now. With its lock held; its slot is taken before the first await (its
+        lease too, if `claimed`)."""
         self._starting += 1
         try:
-            if not await self.store.claim_run(session.id):
+            if not claimed and not await self.store.claim_run(session.id):
                 raise SessionConflict(f"session {session.id} is being started by another instance")
             session.status = SessionStatus.RUNNING
             session.run_started_ns = time.time_ns()
@@ -254,30 +281,21 @@ class Engine:
         finally:
             self._starting -= 1
 
-    async def _enqueue(self, session: Session) -> None:
-        """Queue the session, stored with its `queued` event in one commit. With its lock held."""
-        if self.queue_full:
-            raise QueueFull(
-                f"{len(self.runs)} sessions are running and {len(self._queue)} are waiting, the most "
-                "this service takes; try again later",
-                retry_after=30,
-            )
+    async def _enqueue(self, session: Session, position: int, running: int) -> None:
+        """Record the session queued, with its `queued` event, in one commit. With its lock held."""
         session.status = SessionStatus.QUEUED
         session.metadata["queued_at_ns"] = time.time_ns()  # the order survives a restart
         session.touch()
         try:
-            await self._announce_position(session, len(self._queue) + 1)
+            await self._announce_position(session, position, running)
         except StoreUnavailable as exc:
             raise NotRecorded("start", exc) from exc
-        self._queue[session.id] = None
-        log.info(
-            "session %s queued at position %d", session.id, len(self._queue), extra={"session_id": session.id}
-        )
+        log.info("session %s queued at position %d", session.id, position, extra={"session_id": session.id})
 
-    def _announce_position(self, session: Session, position: int) -> asyncio.Future[None]:
+    def _announce_position(self, session: Session, position: int, running: int) -> asyncio.Future[None]:
         """Append a `queued` event with the session's state; the future is its commit."""
         session.last_event_id += 1
-        data = {"position": position, "running": len(self.runs), "max_running": self.options.max_running}
+        data = {"position": position, "running": running, "max_running": self.options.max_running}
         return self._append(make_event(session.last_event_id, ev.QUEUED, session.id, data), session)
 
     def _append(self, event: Event, session: Session | None = None) -> asyncio.Future[None]:
@@ -291,9 +309,10 @@ class Engine:
         return committed
 
     def _leave_queue(self, session_id: str) -> None:
-        """A queued session was cancelled or deleted: those behind it move up."""
-        if session_id in self._queue:
-            del self._queue[session_id]
+        """A queued session was cancelled or deleted: those behind it move up. (On a shared store
+        it has left the fleet's queue with its new state; the others are told their places.)"""
+        if session_id in self._queue or self.store.shared:
+            self._queue.pop(session_id, None)
             self._queue_changed = True
             self._drain_queue_soon()
 
@@ -304,6 +323,9 @@ class Engine:
             self._draining_queue = asyncio.get_running_loop().create_task(self._drain_queue())
 
     async def _drain_queue(self) -> None:
+        if self.store.shared:
+            await self._drain_fleet_queue()
+            return
         while True:
             moved = False
             while self._queue and self._has_free_slot() and self.accepting:
@@ -312,7 +334,7 @@ class Engine:
                     return  # the store failed: the next run that ends tries again
             if moved or self._queue_changed:
                 self._queue_changed = False
-                await self._announce_positions()
+                await self._announce_positions(list(self._queue), len(self.runs))
             # A slot freed or a session left while positions were announced: go round again.
             if not (self._queue_changed or (self._queue and self._has_free_slot() and self.accepting)):
                 return
@@ -325,33 +347,70 @@ class Engine:
                 return True  # it left the queue while we waited for its lock
             del self._queue[session_id]
             try:
-                session = await self._fresh(session_id)
-                if session.status == SessionStatus.QUEUED:
-                    waited = (time.time_ns() - session.metadata.get("queued_at_ns", time.time_ns())) / 1e9
-                    await self._begin(session)
-                    metrics.QUEUE_WAIT.observe(waited)
-                    log.info("session %s leaves the queue after %.3f s", session_id, waited)
-            except (SessionNotFound, SessionConflict):
-                pass  # deleted meanwhile, or another instance runs it
+                await self._leave_queue_to_run(session_id, claimed=False)
             except StoreUnavailable as exc:
                 log.warning("queued session %s could not start yet: %s", session_id, exc)
                 self._queue = {session_id: None, **self._queue}
                 return False
         return True
 
-    async def _announce_positions(self) -> None:
+    async def _leave_queue_to_run(self, session_id: str, claimed: bool) -> None:
+        """Run a session that was first in the queue, if it still waits. With its lock held."""
+        try:
+            session = await self._fresh(session_id)
+            if session.status == SessionStatus.QUEUED:
+                waited = (time.time_ns() - session.metadata.get("queued_at_ns", time.time_ns())) / 1e9
+                await self._begin(session, claimed)
+                metrics.QUEUE_WAIT.observe(waited)
+                log.info("session %s leaves the queue after %.3f s", session_id, waited)
+                return
+        except (SessionNotFound, SessionConflict):
+            pass  # deleted meanwhile, or another instance runs it
+        if claimed:
+            await self.store.release_run(session_id)
+
+    async def _drain_fleet_queue(self) -> None:
+        """On a shared store: run queued sessions here while the fleet has free slots (the store
+        hands each to one instance only), then tell those still waiting their places."""
+        moved = False
+        try:
+            while self.accepting:
+                session_id = await self.store.next_queued(self.options.max_running)
+                if session_id is None:
+                    break
+                moved = True
+                async with self._locks.hold(session_id):
+                    await self._leave_queue_to_run(session_id, claimed=True)
+            self._fleet = await self.store.fleet_queue()
+        except StoreUnavailable as exc:
+            # A popped session keeps its lease until it expires; then the store queues it again.
+            log.warning("the queue could not be served: %s", exc)
+            return
+        if moved or self._queue_changed:
+            self._queue_changed = False
+            await self._announce_positions(self._fleet.waiting, self._fleet.running)
+
+    async def _look_at_fleet(self) -> FleetQueue:
+        self._fleet = await self.store.fleet_queue()
+        return self._fleet
+
+    async def _announce_positions(self, waiting: list[str], running: int) -> None:
         """Tell every queued session its new place. Their commits are awaited together, each
         session's lock held until its event is stored, so no command reads a stale event id."""
         async with contextlib.AsyncExitStack() as locks:
             commits = []
-            for position, session_id in enumerate(list(self._queue), start=1):
+            for position, session_id in enumerate(waiting, start=1):
                 await locks.enter_async_context(self._locks.hold(session_id))
-                if session_id in self._queue:
+                try:
                     session = await self._fresh(session_id)
-                    commits.append(self._announce_position(session, position))
+                except SessionNotFound:
+                    continue
+                if session.status == SessionStatus.QUEUED:
+                    commits.append(self._announce_position(session, position, running))
             for failure in await asyncio.gather(*commits, return_exceptions=True):
+                # On a shared store another instance may have just taken it, or told it first.
                 if isinstance(failure, Exception):
-                    log.warning("a queued session was not told its place: %s", failure)
+                    log.info("a queued session was not told its place: %s", failure)
 
     async def cancel(self, session_id: str) -> Session:
         """Cancel a pending or running session; answers once the cancellation is stored."""
@@ -366,7 +425,7 @@ class Engine:
                     return session
             else:
                 session = await self._fresh(session_id)
-                if self.store.shared and session.status == SessionStatus.RUNNING:
+                if self.store.shared and not session.status.finished:
                     return await self._cancel_elsewhere(session)
                 if not session.status.finished:
                     await self._record_cancelled(session)
@@ -375,17 +434,27 @@ class Engine:
             raise SessionConflict(f"session {session_id} already ended ({session.status.value})")
 
     async def _cancel_elsewhere(self, session: Session) -> Session:
-        """A session another instance runs: ask it to cancel, and answer once the store says how
-        the run ended. If its instance is gone (its lease expired), record the cancellation here."""
+        """On a shared store: a session nobody runs is cancelled here, holding its lease so that no
+        instance can start it meanwhile. One another instance runs is asked to cancel, and the
+        answer waits until the store says how the run ended."""
         if await self.store.claim_run(session.id):
             try:
+                session = await self._fresh(session.id)
+                if session.status.finished:
+                    raise SessionConflict(f"session {session.id} already ended ({session.status.value})")
                 await self._record_cancelled(session)
             finally:
                 await self.store.release_run(session.id)
+            self._leave_queue(session.id)
             return session
-        await self.log.request_cancel(session.id)
         deadline = time.monotonic() + CANCEL_ELSEWHERE_TIMEOUT
+        asked = 0.0
         while time.monotonic() < deadline:
+            if time.monotonic() - asked >= 1.0:
+                # Again each second: an instance that just took it from the queue may not have
+                # started its run yet when the first request arrives.
+                await self.log.request_cancel(session.id)
+                asked = time.monotonic()
             await asyncio.sleep(0.05)
             session = await self._fresh(session.id)
             if session.status == SessionStatus.CANCELLED:
@@ -488,12 +557,18 @@ class Engine:
         if self.runs.get(run.session.id) is run:
             del self.runs[run.session.id]
         if self.store.shared:
-            self._background(self.store.release_run(run.session.id), f"releasing {run.session.id}")
-        if self._queue:
+            self._background(self._release_slot(run.session.id), f"releasing {run.session.id}")
+        elif self._queue:
             self._drain_queue_soon()  # a slot is free
         if not task.cancelled() and task.exception() is not None:
             # A Run decides every outcome itself; anything left here is a bug, so make it loud.
             log.error("session %s run crashed", run.session.id, exc_info=task.exception())
+
+    async def _release_slot(self, session_id: str) -> None:
+        """On a shared store: give up the run's lease, which frees its slot in the fleet, and then
+        take the next queued session, if any, here."""
+        await self.store.release_run(session_id)
+        self._drain_queue_soon()
 
     def _background(self, work: Awaitable[Any], what: str) -> None:
         """Work a callback cannot wait for; a failure is logged, never lost silently."""
@@ -510,12 +585,14 @@ class Engine:
 
     async def keep_leases(self) -> None:
         """Renew this instance's run leases (run every lease_time/3 on a shared store); a run whose
-        lease was lost (this process was paused past it) stops without recording anything."""
+        lease was lost (this process was paused past it) stops without recording anything. Then
+        serve the fleet's queue: slots freed by an instance that died are only found by looking."""
         for session_id in await self.store.renew_runs():
             run = self.runs.get(session_id)
             if run is not None:
                 log.warning("session %s: lease lost; another instance runs it now", session_id)
                 await run.stop(StopReason.MOVED)
+        self._drain_queue_soon()
 
     async def take_over_orphans(self) -> int:
         """Resume, from their checkpoints, sessions whose instance died (its lease expired)."""
@@ -571,16 +648,21 @@ class Engine:
         """With resume off: record that sessions a crash left running are not running any more.
         Queued sessions never started, so they stay queued and run in their turn."""
         unfinished = await self.store.unfinished()
-        sessions = [s for s in unfinished if s.status == SessionStatus.RUNNING]
+        # On a shared store, only what no live instance runs.
+        sessions = [
+            s for s in unfinished if s.status == SessionStatus.RUNNING and await self.store.claim_run(s.id)
+        ]
         for session in sessions:
             set_status(session, SessionStatus.INTERRUPTED, "the service stopped during the run")
             await self.store.update(session)
+            await self.store.release_run(session.id)
         self._requeue(unfinished)
         return len(sessions)
 
     def _requeue(self, unfinished: list[Session]) -> None:
-        # The queue is this process's: on a shared store, another instance's queued sessions are its
-        # own (whichever claims a session's lease first runs it; the other drops it).
+        if self.store.shared:
+            self._drain_queue_soon()  # the fleet's queue is kept in the store
+            return
         queued = [s for s in unfinished if s.status == SessionStatus.QUEUED]
         queued.sort(key=lambda s: s.metadata.get("queued_at_ns", 0))
         self._queue.update(dict.fromkeys(s.id for s in queued))
@@ -654,3 +736,11 @@ def _encodable(text: str) -> bool:
 def _check_pending(session: Session) -> None:
     if session.status != SessionStatus.PENDING:
         raise SessionConflict(f"session {session.id} was already started (it is {session.status.value})")
+
+
+def _queue_full(running: int, waiting: int) -> QueueFull:
+    return QueueFull(
+        f"{running} sessions are running and {waiting} are waiting, the most this service takes; "
+        "try again later",
+        retry_after=30,
+    )

@@ -89,7 +89,7 @@ class _Reader:
     def __init__(self, owner: RedisEventLog, index: int) -> None:
         self.owner = owner
         self.index = index
-        self.wake_key = f"{owner.keys.prefix}wake:{owner.instance_id}:{index}".encode()
+        self.wake_key = owner.keys.wake(owner.instance_id, index).encode()
         self.watches: dict[bytes, _Watch] = {}
         # What the next XREAD names: each stream with the entry id it reads after (kept up to date as
         # streams come, go and are read, so an XREAD costs one copy of it, not a pass over the watches).
