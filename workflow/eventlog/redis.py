@@ -363,6 +363,7 @@ class RedisEventLog(FanOutEventLog):
                 if failures:
                     log.info("control channel subscribed again after %d failed attempts", failures)
                     failures = 0
+                    await self._end_deleted_unheard()
                 heard = loop.time()
                 while True:
                     message = await pubsub.get_message(
@@ -385,6 +386,21 @@ class RedisEventLog(FanOutEventLog):
                 with contextlib.suppress(Exception):
                     await client.aclose()
             await asyncio.sleep(self.backoff.delay(failures))
+
+    async def _end_deleted_unheard(self) -> None:
+        """Deletion notices published while the channel was down are lost (pub/sub keeps nothing):
+        once it is back, look for watched sessions that went meanwhile and end their streams."""
+        watched = list(self._subscribers)
+        if not watched:
+            return
+        async with self._commands().pipeline(transaction=False) as pipe:
+            for session_id in watched:
+                pipe.exists(self.keys.session(session_id))
+            found = await pipe.execute()
+        for session_id, exists in zip(watched, found, strict=True):
+            if not exists:
+                log.info("session %s was deleted while the control channel was down", session_id)
+                self._end_local(session_id, CloseReason.DELETED)
 
     def _heard(self, data: bytes) -> None:
         try:
