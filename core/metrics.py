@@ -112,7 +112,7 @@ RUNNING_SESSIONS = Gauge(
 )
 QUEUED_SESSIONS = Gauge(
     "orchestrator_queued_sessions",
-    "Sessions waiting for a run slot in this process (read at scrape time).",
+    "Sessions waiting for a run slot in this process (on store=redis, in the fleet), read at scrape time.",
     registry=REGISTRY,
 )
 QUEUE_WAIT = Histogram(

@@ -61,8 +61,7 @@ class ReadyHandler(BaseHandler):
             raise NotReady("not ready: the service is not taking new work (it is shutting down)")
         if engine.queue_full:
             raise NotReady(
-                f"not ready: {engine.running_count} sessions are running and {engine.queue_length} "
-                "waiting, the most it takes"
+                f"not ready: {engine.queue_length} sessions wait for a run slot, the most it takes"
             )
         try:
             writable = (await engine.store.describe()).get("writable", False)

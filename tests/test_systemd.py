@@ -288,7 +288,7 @@ def test_the_status_line_follows_runs_queue_and_streams_and_ready_says_when_the_
     notify.wait_for(status_is("1 running, 1 queued, 1 stream"))
     full = http.get(f"{server.url}/ready", timeout=TIMEOUT)
     assert full.status_code == 503
-    assert full.json()["error"] == "not ready: 1 sessions are running and 1 waiting, the most it takes"
+    assert full.json()["error"] == "not ready: 1 sessions wait for a run slot, the most it takes"
 
     mark = len(notify.messages)
     for session_id in (waiting, run.session_id):
