@@ -57,7 +57,7 @@ systemd:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
 	  else echo "systemd-analyze is missing: sudo apt-get install systemd, or the unit's check skips"; fi; }
 
-# The Redis store's tests start Debian's redis-server on a free port of their own (tests/redis_server.py):
+# The Redis store's tests start Debian's redis-server on a free port of their own (tools/redis_server.py):
 # as root it is installed here, otherwise they skip. Its package starts a server only under systemd or
 # init; should it have started one anyway, that one (and only that one, by its pid) is stopped again.
 redis:

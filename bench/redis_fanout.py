@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from core.events import FINAL, STEP_DELTA, make_event
 from core.models import Session
 from store.redis import RedisStore
-from tests.redis_server import RedisServer, find_redis_server
+from tools.redis_server import RedisServer, find_redis_server
 from workflow.eventlog import CloseReason, RedisEventLog, Subscription
 
 

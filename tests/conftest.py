@@ -24,7 +24,7 @@ from store import MemoryStore, RedisStore, SessionStore
 from store.sqlite import SQLiteStore
 from tests import sse_client
 from tests.fake_openai import FakeOpenAI
-from tests.redis_server import RedisServer, require_redis_server
+from tools.redis_server import RedisServer, require_redis_server
 from workflow.engine import Engine
 from workflow.providers.base import LessonProvider
 from workflow.providers.builtin import BuiltinProvider

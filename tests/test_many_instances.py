@@ -19,9 +19,9 @@ import requests
 
 from client.sse import SSEParser
 from tests.contract_examples import CONTRACT_PYTHON_EXAMPLE
-from tests.redis_server import RedisServer, require_redis_server
 from tests.server_process import ServerProcess
 from tests.tcp_proxy import RoundRobinProxy
+from tools.redis_server import RedisServer, require_redis_server
 
 LEASE = 1.5  # seconds: a dead instance's runs are taken over within about twice this
 

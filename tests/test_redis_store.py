@@ -28,7 +28,7 @@ from server import open_store
 from store import MemoryStore, RedisStore, StoredImage
 from store.redis import redact_url
 from store.redis_keys import Keys
-from tests.redis_server import RedisServer, free_port
+from tools.redis_server import RedisServer, free_port
 
 S = SessionStatus
 PNG = StoredImage("image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)))

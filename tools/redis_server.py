@@ -1,5 +1,5 @@
-"""A real `redis-server` for the tests: on a free loopback port, in a directory of its own, started,
-stopped, killed and started again on the same port (for outage tests).
+"""A real `redis-server` for the tests and benchmarks: on a free loopback port, in a directory of its
+own, started, stopped, killed and started again on the same port (for outage tests).
 
 Debian's package (`make test` installs it as root) puts it in /usr/bin; without it, whatever asks
 for one is skipped, saying so.
