@@ -16,7 +16,7 @@ from tornado.ioloop import IOLoop
 from core.errors import SessionNotFound, StoreUnavailable
 from core.events import ERROR, FINAL, STEP_DELTA, Event, make_event
 from core.models import Session
-from tests.redis_server import RedisServer, require_redis_server
+from tools.redis_server import RedisServer, require_redis_server
 
 redis = pytest.importorskip("redis")
 
@@ -207,6 +207,21 @@ async def test_a_deletion_on_one_instance_ends_the_subscriptions_on_another(inst
     # An append after the deletion fails, and ends what is left here (nothing: all ended already).
     with pytest.raises(SessionNotFound):
         await c.log.append(delta(session.id, 2))
+
+
+@pytest.mark.gen_test
+async def test_a_deletion_whose_notice_was_lost_ends_the_streams_once_the_control_channel_is_back(instances):
+    a, b, _ = instances
+    session = await new_session(a)
+    on_b = await b.log.subscribe(session.id, 0)
+    # Deleted with no notice reaching B, as when B's control connection was down at that moment...
+    await a.store.delete(session.id)
+    # ...which it then was: Redis drops every pub/sub connection, and B subscribes again.
+    await a.store.redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    async with asyncio.timeout(WAIT):
+        while not on_b.closed:
+            await asyncio.sleep(0.01)
+    assert on_b.closed_reason == CloseReason.DELETED
 
 
 @pytest.mark.gen_test(timeout=120)
