@@ -88,9 +88,7 @@ class RateLimits:
         remaining, reset, name = min(states)
         return RateState(policy, f'"{name}";r={remaining};t={reset}')
 
-    async def _count(
-        self, limits: list[RateLimitItem], kind: str, who: str
-    ) -> list[tuple[bool, int, float]]:
+    async def _count(self, limits: list[RateLimitItem], kind: str, who: str) -> list[tuple[bool, int, float]]:
         """Hit each limit: whether it allowed the request, what remains, when its window resets.
         A limit already exceeded stops the count (the later ones are not charged for a refusal)."""
         if self._shared is not None and time.monotonic() - self._shared_failed_at > SHARED_RETRY_AFTER:

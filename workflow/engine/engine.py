@@ -276,7 +276,14 @@ class Engine:
             session.status = SessionStatus.RUNNING
             session.run_started_ns = time.time_ns()
             session.touch()
-            await self.store.update(session)
+            try:
+                await self.store.update(session)
+            except StoreUnavailable:
+                # Not started after all: its lease must not hold a slot of the fleet (it would be
+                # renewed for ever). If Redis is gone, the lease is no longer renewed and expires.
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.release_run(session.id)
+                raise
             self._launch(session)
         finally:
             self._starting -= 1
