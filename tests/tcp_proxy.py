@@ -4,12 +4,14 @@ round-robin one in front of several instances, as a load balancer without sticky
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
 BUFFER = 65536
+CONNECTION_FIELD = re.compile(rb"\r\nConnection:[^\r\n]*", re.IGNORECASE)
 
 
 class CuttingProxy:
@@ -18,13 +20,20 @@ class CuttingProxy:
     The response to the first `cuts` requests for a session's `/run` are cut after `cut_after` bytes
     of them have been relayed (mid-frame, most likely): both sockets are closed, with no warning to
     either side. Everything else, reconnects included, passes whole. The head of every request is
-    kept in `requests`, so a test can see the Last-Event-ID a reconnect sent.
+    kept in `requests`, as the client sent it, so a test can see the Last-Event-ID a reconnect sent;
+    `routes` keeps the upstream port each request went to, with its request line.
+
+    With `keep_alive=False` every request goes on with `Connection: close` in place of the client's
+    own choice: the server closes the connection once it has answered (and says so), and the client
+    opens a new one for its next request, as behind a proxy that keeps no client connection alive.
     """
 
-    def __init__(self, upstream_port: int, cut_after: int, cuts: int = 1) -> None:
+    def __init__(self, upstream_port: int, cut_after: int, cuts: int = 1, keep_alive: bool = True) -> None:
         self.upstream_port, self.cut_after, self.cuts_left = upstream_port, cut_after, cuts
+        self.keep_alive = keep_alive
         self.cuts_made = 0
         self.requests: list[str] = []
+        self.routes: list[tuple[int, str]] = []
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
@@ -58,7 +67,7 @@ class CuttingProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
-            state = {"stream": False, "relayed": 0}
+            state = {"stream": False, "relayed": 0, "port": peer_port(upstream)}
             self._spawn(self._requests, client, upstream, state)
             self._spawn(self._responses, upstream, client, state)
 
@@ -74,10 +83,13 @@ class CuttingProxy:
             if head.split(" ", 1)[0] in ("GET", "POST", "DELETE", "OPTIONS", "PUT"):
                 with self._lock:
                     self.requests.append(head)
+                    self.routes.append((state["port"], head.split("\r\n", 1)[0]))
                     # Decided before the request goes on, so before any byte of its answer comes back.
                     state["stream"] = "/run" in head.split("\r\n", 1)[0] and self.cuts_left > 0
                     if state["stream"]:
                         self.cuts_left -= 1
+                if not self.keep_alive:
+                    data = connection_close(data)
             if not self._send(sink, data):
                 break
         self._half_close(sink)
@@ -144,15 +156,38 @@ class CuttingProxy:
         self.close()
 
 
+def peer_port(sock: socket.socket) -> int:
+    """The port `sock` is connected to; 0 if it already is not (its relay threads will find out)."""
+    try:
+        return int(sock.getpeername()[1])
+    except OSError:
+        return 0
+
+
+def connection_close(request: bytes) -> bytes:
+    """The request (its head at the start, as a client sends one) with `Connection: close` in place
+    of any Connection field of its head; the body, if any came with it, untouched."""
+    head, blank, body = request.partition(b"\r\n\r\n")
+    head = CONNECTION_FIELD.sub(b"", head).replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
+    return head + blank + body
+
+
 class RoundRobinProxy(CuttingProxy):
     """Each new connection goes to the next of `upstream_ports` that accepts it (a dead instance is
-    skipped), as a load balancer without sticky sessions would; `served` keeps which took each."""
+    skipped), as a load balancer without sticky sessions would; `served` keeps which took each.
 
-    def __init__(self, upstream_ports: list[int]) -> None:
+    A browser sends its requests on the connections it keeps open; with `keep_alive=False` each one
+    takes a connection, and so the next instance, of its own. `cut_after` and `cuts` cut streams as
+    CuttingProxy does.
+    """
+
+    def __init__(
+        self, upstream_ports: list[int], keep_alive: bool = True, cut_after: int = 0, cuts: int = 0
+    ) -> None:
         self.upstream_ports = list(upstream_ports)
         self.served: list[int] = []
         self._turn = 0
-        super().__init__(upstream_ports[0], cut_after=0, cuts=0)
+        super().__init__(upstream_ports[0], cut_after=cut_after, cuts=cuts, keep_alive=keep_alive)
 
     def _connect(self) -> socket.socket | None:
         for _ in self.upstream_ports:
