@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import signal
@@ -32,7 +33,7 @@ from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, Sess
 from handlers.stream import OpenStreams, RunHandler
 from listener import CappedHTTPServer, connection_cap, raise_open_file_limit
 from listener.systemd import notify_ready
-from listener.workers import supervise
+from listener.workers import reserve_port, supervise
 from store import MemoryStore, SessionStore
 from store.redis import RedisStore
 from store.sqlite import SQLiteStore
@@ -256,10 +257,10 @@ async def _prune(engine: Engine) -> None:
         log.error("retention sweep failed: %s", exc)
 
 
-def bind(settings: Settings) -> list[socket.socket] | None:
+def bind(settings: Settings, reuse_port: bool = False) -> list[socket.socket] | None:
     """The listening sockets, or None having said why they could not be bound."""
     try:
-        return tornado.netutil.bind_sockets(settings.port, settings.host)
+        return tornado.netutil.bind_sockets(settings.port, settings.host, reuse_port=reuse_port)
     except OSError as exc:
         print(f"server.py: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
         return None
@@ -282,13 +283,25 @@ def run(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    sockets = bind(settings)
-    if sockets is None:
+    try:
+        reserved, port = reserve_port(settings.host, settings.port)
+    except OSError as exc:
+        print(f"server.py: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
         return 1
     setup_logging(settings.log_level, settings.log_format)
-    port = sockets[0].getsockname()[1]
     log.info("%d workers share http://%s:%d", settings.workers, settings.host, port)
-    return supervise(settings.workers, lambda _index: asyncio.run(main(argv, sockets)))
+
+    def worker(_index: int) -> int:
+        for sock in reserved:
+            sock.close()  # the parent's; this worker listens on a socket of its own
+        sockets = bind(dataclasses.replace(settings, port=port), reuse_port=True)
+        return 1 if sockets is None else asyncio.run(main(argv, sockets))
+
+    try:
+        return supervise(settings.workers, worker)
+    finally:
+        for sock in reserved:
+            sock.close()
 
 
 async def main(argv: Sequence[str] | None = None, sockets: list[socket.socket] | None = None) -> int:

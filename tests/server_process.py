@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -55,6 +56,7 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             text=True,
             preexec_fn=None if fd_limit is None else lambda: limit_open_files(fd_limit),
+            start_new_session=True,  # a group of its own: kill() reaches any worker it forked too
         )
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
@@ -98,13 +100,14 @@ class ServerProcess:
         return code
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
         self._close_log()
 
     def _close_log(self) -> None:
-        # The child has exited, so its stderr reaches EOF and the reader thread ends.
+        # Once every process holding its stderr has exited, it reaches EOF and the reader ends. A
+        # pipe still being read is left open: closing it would wait for the reader, for ever.
         self._reader.join(10)
-        if self.proc.stderr is not None:
+        if self.proc.stderr is not None and not self._reader.is_alive():
             self.proc.stderr.close()
