@@ -34,6 +34,8 @@ class HealthHandler(BaseHandler):
                 **live,
                 "sessions": sum(stats["by_status"].values()),
                 "sessions_by_status": stats["by_status"],
+                # Only when the store could not be read: the counts are from this moment.
+                **({"sessions_counted_at": stats["counted_at"]} if stats["counted_at"] else {}),
                 "running": stats["running"],
                 "subscribers": stats["subscribers"],
                 "store": store,

@@ -77,17 +77,10 @@ class RunHandler(BaseHandler):
             self.access.check_origin(self.request)
 
     async def post(self, session_id: str) -> None:
-        await self._authorized(session_id)
         await self._stream(session_id, after_id=0, must_start=True)
 
     async def get(self, session_id: str) -> None:
-        await self._authorized(session_id)
         await self._stream(session_id, after_id=self._last_event_id(), must_start=False)
-
-    async def _authorized(self, session_id: str) -> None:
-        if self.identity is not None or not self.access.keys:
-            await self.owned(session_id)
-        # Otherwise prepare() accepted this session's own token, which is all a token can open.
 
     def _last_event_id(self) -> int:
         raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument("last_event_id", "")
@@ -100,7 +93,12 @@ class RunHandler(BaseHandler):
         return int(raw)
 
     async def _stream(self, session_id: str, after_id: int, must_start: bool) -> None:
-        subscription = await self.engine.subscribe(session_id, after_id, start=True, must_start=must_start)
+        # Whose sessions this caller sees is checked where the session is read. A caller with a
+        # stream token (and no key) has no owner filter: prepare() accepted the token, which opens
+        # this one session only.
+        subscription = await self.engine.subscribe(
+            session_id, after_id, start=True, must_start=must_start, owner=self.owner_filter
+        )
         if subscription is None:
             # Everything up to the terminal event was seen: 204 tells EventSource to stop reconnecting.
             self.set_status(204)

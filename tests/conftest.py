@@ -147,8 +147,11 @@ def store(request: pytest.FixtureRequest, io_loop: Any, tmp_path: Path) -> Itera
 
 
 @pytest.fixture
-def engine(config: Settings, provider: LessonProvider, store: SessionStore) -> Engine:
-    return Engine(store, provider, config.engine_options())
+def engine(config: Settings, provider: LessonProvider, store: SessionStore, io_loop: Any) -> Iterator[Engine]:
+    engine = Engine(store, provider, config.engine_options())
+    yield engine
+    if engine.accepting:  # stopped as server.py stops it, unless the test did: nothing left pending
+        io_loop.run_sync(lambda: engine.shutdown(0), timeout=30)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ def test_the_runs_of_a_killed_instance_are_finished_by_the_others_with_contiguou
             requests.post(
                 f"{first.url}/api/sessions", json={"topic": f"topic {n}", "start": True}, timeout=10
             ).json()["id"]
-            for n in range(4)
+            for n in range(10)
         ]
         # Let them get into their steps, then kill the instance running them, mid-step.
         deadline = time.monotonic() + 30
@@ -154,7 +155,7 @@ def test_workers_share_the_port_and_the_sessions(redis: RedisServer, tmp_path: P
     command = [
         "server.py",
         "--port=0",
-        "--pace=0",
+        "--pace=2000",
         "--log_format=text",
         "--store=redis",
         f"--redis_url={redis.url}",
@@ -163,14 +164,53 @@ def test_workers_share_the_port_and_the_sessions(redis: RedisServer, tmp_path: P
     ]
     server = ServerProcess(command=command)
     try:
-        session_id = requests.post(f"{server.url}/api/sessions", json={"topic": "tides"}, timeout=10).json()[
-            "id"
-        ]
-        events = follow(server.url, session_id, per_connection=None)
-        assert events[-1]["type"] == "final"
+        session_id = create(server.url, "tides")
+        with requests.get(f"{server.url}/api/sessions/{session_id}/run", stream=True, timeout=30) as held:
+            assert held.status_code == 200
+            # /health counts the streams of the process that answers: new connections land on either
+            # worker, so both counts are seen while the stream is read, and both know the session.
+            counts: set[int] = set()
+            for n, _line in enumerate(held.iter_lines()):
+                if n % 8 == 0:
+                    counts.add(requests.get(f"{server.url}/health", timeout=10).json()["subscribers"])
+                    assert session(server.url, session_id)["status"] == "running"
+                if counts == {0, 1}:
+                    break
+            assert counts == {0, 1}, "only one worker answered"
+        assert requests.post(f"{server.url}/api/sessions/{session_id}/cancel", timeout=30).status_code == 200
+        # The contract's Python example, as written, against the two workers.
+        code = CONTRACT_PYTHON_EXAMPLE.replace("localhost:8080", f"127.0.0.1:{server.port}")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == "Event: final"
         assert server.terminate() == 0
     finally:
         server.kill()
+
+
+def test_workers_stop_when_their_parent_is_killed(redis: RedisServer):
+    command = ["server.py", "--port=0", "--log_format=text", "--store=redis", f"--redis_url={redis.url}"]
+    server = ServerProcess(command=[*command, "--workers=2"])
+    try:
+        parent = server.proc.pid
+        children_file = Path(f"/proc/{parent}/task/{parent}/children")
+        workers = [int(pid) for pid in children_file.read_text().split()]
+        assert len(workers) == 2
+        server.proc.kill()  # no chance to pass anything on
+        server.proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists() and not zombie(pid)]:
+            assert time.monotonic() < deadline, f"workers {alive} outlived their parent"
+            time.sleep(0.05)
+    finally:
+        server.kill()
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def test_a_cancel_sent_to_another_instance_is_recorded_by_the_one_running_the_session(redis: RedisServer):
@@ -229,14 +269,26 @@ def test_a_redis_restart_mid_run_loses_nothing_acknowledged_and_the_run_finishes
     try:
         session_id = create(servers[0].url, "tides", start=True)
         before = read_events(f"{servers[1].url}/api/sessions/{session_id}/run", None, limit=20)
+        held = requests.get(f"{servers[1].url}/api/sessions/{session_id}/run", stream=True, timeout=30)
         redis.kill()  # no goodbye: what it acknowledged is in its append-only file
-        time.sleep(0.5)  # a real outage, however short; the instances' writes fail meanwhile
+        # While it is away: what needs Redis is a JSON 503, readiness says so, liveness does not.
+        refused = requests.post(f"{servers[0].url}/api/sessions", json={"topic": "x"}, timeout=30)
+        assert refused.status_code == 503 and "store cannot be used" in refused.json()["error"], refused.text
+        ready = requests.get(f"{servers[0].url}/ready", timeout=30)
+        assert ready.status_code == 503 and "cannot be written" in ready.json()["error"]
+        health = requests.get(f"{servers[0].url}/health", timeout=30)
+        assert health.status_code == 200 and health.json()["store"]["writable"] is False
         redis.start()
         events = follow(servers[1].url, session_id, per_connection=None)
         numbers = [e["id"] for e in events]
         assert numbers == list(range(1, len(numbers) + 1))
         assert [e["id"] for e in before] == numbers[: len(before)]  # what was acknowledged is kept
         assert events[-1]["type"] == "final"
+        # The stream that was open through the outage stayed open and delivered the same events.
+        parser = SSEParser()
+        through = [int(e.id) for chunk in held.iter_content(None) for e in parser.feed(chunk) if e.id]
+        held.close()
+        assert through == numbers
     finally:
         stop_all(servers)
         redis.stop()
@@ -255,4 +307,24 @@ def test_the_contracts_python_example_works_as_written_across_three_instances(re
         assert len(set(proxy.served)) >= 2  # created on one instance, run on another
     finally:
         proxy.close()
+        stop_all(servers)
+
+
+def test_get_run_on_two_instances_at_once_streams_on_both_never_409(redis: RedisServer):
+    # GET /run starts a pending session or attaches to it; two instances racing to start the same one
+    # must both stream it (the one that lost the race follows the winner's run).
+    servers = instances(redis, 2, "--create_rate_limit=100/second")
+    try:
+        ids = [create(servers[0].url, f"topic {n}") for n in range(12)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(
+                pool.map(
+                    lambda job: read_events(f"{job[0].url}/api/sessions/{job[1]}/run", None, None),
+                    [(server, session_id) for session_id in ids for server in servers],
+                )
+            )
+        for events in answers:
+            assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+            assert events[-1]["type"] == "final"
+    finally:
         stop_all(servers)

@@ -27,7 +27,7 @@ from core.errors import (
     Unavailable,
 )
 from core.events import Event, make_event
-from core.models import Session, SessionResult, SessionStatus, StopReason, utcnow
+from core.models import Session, SessionResult, SessionStatus, StopReason, rfc3339, utcnow
 from core.store import Delivery, FleetQueue, SessionStore, StoredImage
 from workflow.engine.locks import SessionLocks
 from workflow.engine.options import EngineOptions
@@ -81,6 +81,8 @@ class Engine:
         self._fleet = FleetQueue(0, [])
         self._tasks: set[asyncio.Task[None]] = set()  # background work started from callbacks
         self._locks = SessionLocks()
+        # The store's counts by status as /health last read them, and since when, if they are stale.
+        self._last_counts: tuple[dict[str, int], str | None] = ({}, None)
         self._count: int | None = None  # sessions in the store, counted once, then kept up to date
         self.accepting = True
 
@@ -160,8 +162,17 @@ class Engine:
         return {session_id: position for position, session_id in enumerate(waiting, start=1)}
 
     async def stats(self) -> dict[str, Any]:
+        """What /health shows. With the store unreachable, the last counts it gave (`counted_at`
+        says when): liveness must not fail because the store does."""
+        try:
+            self._last_counts = (await self.store.count(), None)
+        except StoreUnavailable:
+            counts, counted_at = self._last_counts
+            self._last_counts = (counts, counted_at or rfc3339(utcnow()))
+        by_status, counted_at = self._last_counts
         return {
-            "by_status": await self.store.count(),
+            "by_status": by_status,
+            "counted_at": counted_at,  # None: counted now
             "running": len(self.runs),
             "subscribers": self.log.subscriber_count,
             "store": await self.store.describe(),
@@ -326,6 +337,8 @@ class Engine:
     def _drain_queue_soon(self) -> None:
         """Start queued sessions while there are free slots, then tell the rest where they stand;
         one drain at a time, started from callbacks that cannot wait."""
+        if not self.accepting:
+            return  # shutting down: the queue waits for the next start
         if self._draining_queue is None or self._draining_queue.done():
             self._draining_queue = asyncio.get_running_loop().create_task(self._drain_queue())
 
@@ -501,7 +514,13 @@ class Engine:
         log.info("session %s deleted (it was %s)", session_id, status.value, extra={"session_id": session_id})
 
     async def subscribe(
-        self, session_id: str, after_id: int = 0, *, start: bool = False, must_start: bool = False
+        self,
+        session_id: str,
+        after_id: int = 0,
+        *,
+        start: bool = False,
+        must_start: bool = False,
+        owner: str | None = None,
     ) -> Subscription | None:
         """A subscription to the session's events after `after_id`, or None if there is nothing left to send.
 
@@ -509,11 +528,13 @@ class Engine:
         its first event can be missed; with `must_start`, one that is not pending is a conflict. A
         position past the end of the log is the end of the log: a live session's stream goes on
         with its next event, a finished one has nothing to send. A session that is not running
-        replays its log and the subscription ends there.
+        replays its log and the subscription ends there. With `owner`, another's session is not found.
         """
         if after_id < 0:
             raise InvalidInput("Last-Event-ID must be a non-negative integer")
-        session = await self._fresh(session_id)
+        # The one read of the session that attaching needs (with the owner's check in it: on Redis a
+        # stream costs Redis commands, and 500 streams of one session would cost 500 times as many).
+        session = await self.get_owned(session_id, owner)
         if must_start:
             _check_pending(session)
         if not (start and session.status == SessionStatus.PENDING):
@@ -524,9 +545,11 @@ class Engine:
             if must_start:
                 _check_pending(session)
             will_start = session.status == SessionStatus.PENDING
-            return await self._subscribe(session, after_id, will_start)
+            return await self._subscribe(session, after_id, will_start, must_start)
 
-    async def _subscribe(self, session: Session, after_id: int, will_start: bool) -> Subscription | None:
+    async def _subscribe(
+        self, session: Session, after_id: int, will_start: bool, must_start: bool = False
+    ) -> Subscription | None:
         # From the check of `runs` to the subscription being in place there is no await, so a run
         # that ends later ends this subscription too.
         if not self._is_live(session) and not will_start and after_id >= session.last_event_id:
@@ -535,6 +558,13 @@ class Engine:
         try:
             if will_start:
                 await self._start(session.id)
+        except SessionConflict:
+            if must_start or not self.store.shared:
+                self.log.unsubscribe(subscription)
+                raise
+            # Another instance started it first (the lock above is this process's only), perhaps
+            # not yet recorded as running: follow it; its terminal event ends this subscription.
+            return subscription
         except BaseException:
             self.log.unsubscribe(subscription)
             raise
@@ -729,6 +759,13 @@ class Engine:
             await asyncio.gather(*(run.stop(StopReason.INTERRUPTED) for run in leftover))
             log.warning("interrupted %d sessions that were still running", len(leftover))
         self.log.close_all(CloseReason.SHUTDOWN)
+        # What runs ending set off (a lease to give back, the queue to serve) is finished or dropped:
+        # the queue is served by whoever runs next, and nothing is left pending when the loop ends.
+        if self._draining_queue is not None:
+            self._draining_queue.cancel()
+        background = [t for t in (self._draining_queue, *self._tasks) if t is not None]
+        if background:
+            await asyncio.wait(background, timeout=5)
         await self.log.close()  # stops a shared log's readers
 
 
