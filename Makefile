@@ -57,9 +57,10 @@ systemd:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null; \
 	  else echo "systemd-analyze is missing: sudo apt-get install systemd, or the unit's check skips"; fi; }
 
-# The Redis store's tests start Debian's redis-server on a free port of their own (tools/redis_server.py):
-# as root it is installed here, otherwise they skip. Its package starts a server only under systemd or
-# init; should it have started one anyway, that one (and only that one, by its pid) is stopped again.
+# The Redis store's tests and benchmarks start Debian's redis-server on a free port of their own
+# (tools/redis_server.py): as root it is installed here, otherwise they skip. Its package starts a
+# server only under systemd or init; should it have started one anyway, that one (and only that one,
+# by its pid) is stopped again.
 redis:
 	@command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || { \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -68,7 +69,7 @@ redis:
 	    for pid in $$(pgrep -x redis-server); do \
 	      case "$$before" in *" $$pid "*) ;; *) kill "$$pid" && echo "stopped the redis-server (pid $$pid) its package started";; esac; \
 	    done; \
-	  else echo "redis-server is missing: sudo apt-get install redis-server, or the Redis store's tests skip"; fi; }
+	  else echo "redis-server is missing: sudo apt-get install redis-server, or the Redis store's tests and benchmarks skip"; fi; }
 
 test: lint browser systemd redis
 	$(PY) -m pytest $(ARGS)
@@ -91,7 +92,7 @@ model-server: $(MODEL)
 test-model: $(DEV) $(MODEL)
 	MODEL_PYTHON=$(MODEL_PY) $(PY) -m pytest -m real_model tests/real_model $(ARGS)
 
-bench: $(DEV)
+bench: $(DEV) redis
 	$(PY) -m bench $(ARGS)
 
 # Remakes docs/screenshot-desktop.png and docs/screenshot-phone.png from a live run in chromium.

@@ -1,15 +1,34 @@
-"""`make bench`: runs every benchmark against a real server process and prints its figures."""
+"""`make bench`: runs every benchmark against real server processes and prints its figures.
+
+`python -m bench` runs them all; `python -m bench NAME [OPTIONS]` runs one, with its options
+(`make bench ARGS="instances --rounds 5"`). Options without a name are e2e's, as they always were.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 
-from bench.e2e import run_all
+from bench import e2e, instances
+
+BENCHMARKS: dict[str, Callable[[Sequence[str]], Awaitable[None]]] = {
+    "e2e": e2e.run_all,
+    "instances": instances.run_all,
+}
+
+
+async def run(argv: Sequence[str]) -> None:
+    if argv and argv[0] in BENCHMARKS:
+        await BENCHMARKS[argv[0]](argv[1:])
+        return
+    await e2e.run_all(argv)
+    print()
+    await instances.run_all([])
 
 
 def main() -> int:
-    asyncio.run(run_all(sys.argv[1:]))
+    asyncio.run(run(sys.argv[1:]))
     return 0
 
 
