@@ -54,6 +54,9 @@ class Keys:
         self.sessions = f"{prefix}sessions"
         self.deliveries_due = f"{prefix}deliveries:due"
         self.fence = f"{prefix}fence"
+        self.running = f"{prefix}running"
+        self.queue = f"{prefix}queue"
+        self.queue_seq = f"{prefix}queue-seq"
         self.control = f"{prefix}control"
 
     def session(self, session_id: str) -> str:

@@ -303,6 +303,7 @@ async def test_the_keys_of_a_session_are_those_redis_keys_lays_out_and_go_with_i
             keys.deliveries_due,
             keys.session_deliveries(session.id),
             keys.lease(session.id),
+            keys.running,
             keys.fence,
             keys.probe("a"),
         }
