@@ -29,6 +29,7 @@ from handlers.lesson import LessonHTMLHandler, LessonMarkdownHandler
 from handlers.metrics import MetricsHandler, record_request, serve_metrics
 from handlers.openapi import OpenAPIHandler
 from handlers.page import PageHandler
+from handlers.poll import EventsHandler, HeldPolls
 from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, SessionsHandler, StartHandler
 from handlers.stream import OpenStreams, RunHandler
 from listener import CappedHTTPServer, connection_cap, raise_open_file_limit
@@ -122,6 +123,7 @@ def make_app(settings: Settings, engine: Engine, access: Access | None = None) -
         (r"/api/sessions", SessionsHandler),
         (SESSION, SessionHandler),
         (SESSION + r"/run", RunHandler),
+        (SESSION + r"/events", EventsHandler),
         (SESSION + r"/result", ResultHandler),
         (SESSION + r"/cancel", CancelHandler),
         (SESSION + r"/start", StartHandler),
@@ -145,6 +147,7 @@ def make_app(settings: Settings, engine: Engine, access: Access | None = None) -
         config=settings,
         access=access,
         open_streams=OpenStreams(),
+        held_polls=HeldPolls(),
         default_handler_class=NotFoundHandler,
         compress_response=False,  # an event stream must never be gzipped
         log_function=log_request,
@@ -212,12 +215,17 @@ async def serve(
     systemd.stopping()
     log.info("shutting down: no new connections; running sessions get %g s", settings.shutdown_timeout)
     server.stop()
+    # A held poll is answered now (503 with Retry-After unless events came): its client comes back
+    # to another instance, or to this one once it is back, instead of waiting out the drain.
+    app.settings["held_polls"].release()
     await engine.shutdown(settings.shutdown_timeout)
     for callback in upkeep:
         callback.stop()
     # Every stream has been told to end; let each send its last bytes before the sockets close.
     if not await app.settings["open_streams"].wait_closed(timeout=5):
         log.warning("%d streams did not end in time; closing them", len(app.settings["open_streams"]))
+    if not await app.settings["held_polls"].wait_answered(timeout=5):
+        log.warning("%d polls were not answered in time; closing them", len(app.settings["held_polls"]))
     await server.close_all_connections()
     if metrics_server is not None:
         metrics_server.stop()

@@ -309,6 +309,12 @@ class Settings:
     )
     heartbeat_interval: float = option(15.0, "seconds between SSE heartbeat comments", minimum=0.01)
     sse_retry: int = option(3000, "reconnect delay sent to EventSource clients, in milliseconds", minimum=0)
+    poll_max_wait: float = option(
+        30.0,
+        "longest a long poll (GET /api/sessions/{id}/events) is held waiting for an event, in seconds; "
+        "a longer wait= is cut to it (keep it below the read timeout of proxies in front; 0: never hold)",
+        minimum=0,
+    )
     subscriber_buffer: int = option(
         2000, "events one stream may fall behind before it is cut off (it can resume)", minimum=1
     )

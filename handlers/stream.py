@@ -15,7 +15,18 @@ from handlers.base import BaseHandler
 from workflow.eventlog import CloseReason, Subscription
 
 log = logging.getLogger("orchestrator.stream")
-LAST_EVENT_ID = re.compile(r"^[0-9]{1,19}$")
+EVENT_ID = re.compile(r"^[0-9]{1,19}$")
+
+
+def parse_event_id(raw: str, name: str) -> int:
+    """A position in a session's log as a client gives it (`Last-Event-ID`, `?after=`): 0 if blank."""
+    raw = raw.strip()
+    if not raw:
+        return 0
+    # Plain ASCII digits that fit the ids' 64 bits: int() would also take "²", "①" and 4,300 digits.
+    if not EVENT_ID.match(raw) or int(raw) >= 2**63:
+        raise InvalidInput(f"{name} must be a non-negative integer below 2^63")
+    return int(raw)
 
 
 class OpenStreams:
@@ -48,24 +59,17 @@ class OpenStreams:
         return True
 
 
-class RunHandler(BaseHandler):
-    """One SSE connection, owning exactly one subscription.
-
-    POST starts a pending session (409 otherwise) and streams it from the start. GET is what
-    EventSource sends: it starts a pending session or attaches to it, replaying from after
-    Last-Event-ID (header, or `?last_event_id=` for a first request that cannot set headers).
+class EventsAccess(BaseHandler):
+    """Who may read a session's events, whether as a stream (GET /run) or by polling (GET /events).
 
     With keys configured, a GET may show the session's stream token (`?token=`) instead of a key,
-    since EventSource cannot send headers. Since a GET can start work, it is refused from an
-    origin CORS does not allow, like any other state change.
+    since EventSource cannot send headers; the token opens that one session's events, by GET only.
+    A GET is refused from an origin CORS does not allow, like any state change (the stream's GET
+    can start work). Keys, the owner check (where the session is read), Host and rate limits are
+    BaseHandler's.
     """
 
-    subscription: Subscription | None = None
-    streamed = False  # answered with an event stream (the request metrics time it apart)
-    _waiter: asyncio.Future[list[Event]] | None = None
-
     def other_credentials(self) -> bool:
-        # A token opens the stream of one session, read as EventSource reads it: GET only.
         token = self.get_query_argument("token", None)
         if self.request.method != "GET" or token is None:
             return False
@@ -76,6 +80,27 @@ class RunHandler(BaseHandler):
         if self.request.method == "GET":
             self.access.check_origin(self.request)
 
+    def _socket(self) -> IOStream | None:
+        # HTTP/1 connections have the stream; the interface does not promise one.
+        return getattr(self.request.connection, "stream", None)
+
+    def _connection_open(self) -> bool:
+        stream = self._socket()
+        return stream is not None and not stream.closed()
+
+
+class RunHandler(EventsAccess):
+    """One SSE connection, owning exactly one subscription.
+
+    POST starts a pending session (409 otherwise) and streams it from the start. GET is what
+    EventSource sends: it starts a pending session or attaches to it, replaying from after
+    Last-Event-ID (header, or `?last_event_id=` for a first request that cannot set headers).
+    """
+
+    subscription: Subscription | None = None
+    streamed = False  # answered with an event stream (the request metrics time it apart)
+    _waiter: asyncio.Future[list[Event]] | None = None
+
     async def post(self, session_id: str) -> None:
         await self._stream(session_id, after_id=0, must_start=True)
 
@@ -84,13 +109,7 @@ class RunHandler(BaseHandler):
 
     def _last_event_id(self) -> int:
         raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument("last_event_id", "")
-        raw = raw.strip()
-        if not raw:
-            return 0
-        # Plain ASCII digits that fit the ids' 64 bits: int() would also take "²", "①" and 4,300 digits.
-        if not LAST_EVENT_ID.match(raw) or int(raw) >= 2**63:
-            raise InvalidInput("Last-Event-ID must be a non-negative integer below 2^63")
-        return int(raw)
+        return parse_event_id(raw, "Last-Event-ID")
 
     async def _stream(self, session_id: str, after_id: int, must_start: bool) -> None:
         # Whose sessions this caller sees is checked where the session is read. A caller with a
@@ -157,14 +176,6 @@ class RunHandler(BaseHandler):
             self._cut_off(f"the client took no data for {self.config.flush_timeout:g} s")
             raise StreamClosedError() from None
         metrics.SSE_SENT_BYTES.inc(len(data))
-
-    def _socket(self) -> IOStream | None:
-        # HTTP/1 connections have the stream; the interface does not promise one.
-        return getattr(self.request.connection, "stream", None)
-
-    def _connection_open(self) -> bool:
-        stream = self._socket()
-        return stream is not None and not stream.closed()
 
     def _cut_off(self, why: str = "the client fell too far behind") -> None:
         log.warning("stream cut off: %s; it can resume with Last-Event-ID", why)

@@ -72,6 +72,7 @@ SERVER_ARGS = (
     "--create_rate_limit=",
     "--max_pending_per_client=100000",
     "--request_timeout=20",
+    "--poll_max_wait=0.5",  # a poll of a session with nothing new holds at most this long
 )
 LOG_PROBLEM = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback")
 KINDS = ("anonymous", "api-key")
