@@ -21,12 +21,16 @@ install: $(DEV)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(RUNTIME): requirements.txt | $(PY)
+# Each also installs this project itself, editable and without dependencies, for the `orchestrate`
+# command (pyproject.toml's [project.scripts]): $(VENV)/bin/orchestrate runs this checkout's client/.
+$(RUNTIME): requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-$(DEV): requirements.txt requirements-dev.txt | $(PY)
+$(DEV): requirements.txt requirements-dev.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@ $(RUNTIME)
 
 run: $(RUNTIME)

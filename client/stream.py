@@ -26,7 +26,7 @@ class StreamError(ClientError):
     """The stream could not be followed to its end; the message says why."""
 
 
-class _TryAgain(Exception):
+class TryAgain(Exception):
     """This connection failed in a way that another attempt may not; `delay` is the server's wait, if any."""
 
     def __init__(self, why: str, delay: float | None = None) -> None:
@@ -69,7 +69,7 @@ class SessionStream:
                         if event["type"] in TERMINAL:
                             return
                 why = "the server ended the stream before the session finished"
-            except _TryAgain as exc:
+            except TryAgain as exc:
                 why, asked = str(exc), exc.delay
             except (
                 requests.ConnectionError,
@@ -97,9 +97,9 @@ class SessionStream:
         timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
         with self.http.get(url, headers=headers, stream=True, timeout=timeout) as response:
             if response.status_code == 503:  # draining or its store is down: worth another try
-                raise _TryAgain(f"the server is unavailable: {error_message(response)}")
+                raise TryAgain(f"the server is unavailable: {error_message(response)}")
             if response.status_code == 429:  # too many requests: wait as long as it asks, then go on
-                raise _TryAgain(f"the server is busy: {error_message(response)}", retry_after(response))
+                raise TryAgain(f"the server is busy: {error_message(response)}", retry_after(response))
             if response.status_code == 401:
                 raise refusal(response, self.http) or AuthError(error_message(response))
             if response.status_code == 204:

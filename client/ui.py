@@ -3,15 +3,59 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, RenderableType
+from rich.markdown import Markdown
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
+from rich.segment import Segment, Segments
 from rich.text import Text
 
 STEP_NAMES = ("analyze-topic", "generate-outline", "create-content", "generate-images", "finalize-lesson")
 MARKS = {"pending": "·", "running": "▶", "completed": "✓", "failed": "✗"}
+# A code fence's opening or closing line (up to three spaces in, then ``` or ~~~).
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def whole_blocks(text: str) -> int:
+    """How much of `text` (a step's Markdown so far) is whole blocks that can be rendered already.
+
+    A block ends at a blank line followed by a line that starts in the first column, outside a code
+    fence: what follows cannot belong to it (an indented line could still be part of a list item).
+    """
+    cut, position, fence, blank = 0, 0, "", False
+    *lines, last = text.split("\n")
+    for line in lines:
+        if blank and not fence and line and not line[0].isspace():
+            cut = position
+        opening = FENCE.match(line)
+        if opening and (not fence or opening.group(1).startswith(fence)):
+            fence = "" if fence else opening.group(1)
+        blank = not line.strip()
+        position += len(line) + 1
+    # The last line is still arriving: only its first character is known for sure.
+    if blank and not fence and last and not last[0].isspace():
+        cut = position
+    return cut
+
+
+def trim_end(line: list[Segment]) -> list[Segment]:
+    """A rendered line without the blanks that pad it to the width (unless they have a background)."""
+    line = list(line)
+    while line:
+        last = line[-1]
+        if last.control or (last.style is not None and last.style.bgcolor is not None):
+            break
+        text = last.text.rstrip(" ")
+        if text:
+            line[-1] = Segment(text, last.style)
+            break
+        line.pop()
+    return line
 
 
 def human_duration(seconds: float) -> str:
@@ -23,12 +67,13 @@ def human_duration(seconds: float) -> str:
 
 
 class ProgressView:
-    """Five progress bars kept at the bottom of a terminal, with each step's text printed above them
-    line by line as it streams. Without a terminal (a pipe, a file, CI) the bars are left out and
-    what remains is a plain log: each step's start, its text and its outcome."""
+    """Five progress bars kept at the bottom of a terminal, with each step's text rendered above them
+    as Markdown, block by block as it streams, wrapped at the console's width between words. Without
+    a terminal (a pipe, a file, CI) the bars are left out and what remains is a plain log: each
+    step's start, its text and its outcome. `quiet` leaves the text out: progress only."""
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console, self.quiet = console, quiet
         self.progress = Progress(
             TextColumn("{task.fields[mark]}"),
             TextColumn("{task.description:<16}"),
@@ -42,7 +87,8 @@ class ProgressView:
             name: self.progress.add_task(name, total=100, mark=pending, note="") for name in STEP_NAMES
         }
         self.step_names: dict[str, str] = {}  # step_id → name, learnt from step-start
-        self.partial = ""  # the running step's text after its last newline, not printed yet
+        self.pending = ""  # the running step's text not rendered yet: its last, unfinished block
+        self.blocks = 0  # blocks of the running step rendered so far
 
     def __enter__(self) -> ProgressView:
         if self.console.is_terminal:
@@ -54,7 +100,7 @@ class ProgressView:
 
     def header(self, topic: str, session_id: str) -> None:
         self._print(Text.assemble(("Lesson: ", "bold"), topic))
-        self._print(Text(f"session {session_id} (attach again with --session {session_id})", style="dim"))
+        self._print(Text(f"session {session_id}", style="dim"))
 
     def notice(self, message: str) -> None:
         self._print(Text(message, style="yellow"))
@@ -69,14 +115,18 @@ class ProgressView:
         elif kind == "step-start":
             self.step_names[event.get("step_id", "")] = name
             self._set(name, mark=MARKS["running"], completed=0, note="")
+            self.pending, self.blocks = "", 0
             self._print(Text(f"▶ {data.get('step_index', 0) + 1}/5 {name}", style="bold cyan"))
         elif kind == "step-delta":
             self._set(name, completed=data.get("progress", 0))
-            *lines, self.partial = (self.partial + data.get("delta", "")).split("\n")
-            for line in lines:
-                self._print(Text(line))
+            if not self.quiet:
+                self.pending += data.get("delta", "")
+                cut = whole_blocks(self.pending)
+                if cut:
+                    self._render(self.pending[:cut])
+                    self.pending = self.pending[cut:]
         elif kind == "step-retry":
-            self.partial = ""
+            self.pending, self.blocks = "", 0
             self._set(name, mark=MARKS["running"], completed=0, note="restarted")
             self._print(Text(f"↻ {name} starts again: {data.get('reason', '')}", style="yellow"))
         elif kind == "step-complete":
@@ -92,22 +142,42 @@ class ProgressView:
             took = human_duration(data["result"]["duration"] / 1e9)
             self._print(Text(f"\nLesson ready in {took}.", style="bold green"))
 
-    def saved(self, lines: list[str]) -> None:
-        for line in lines:
-            self._print(Text(line, style="bold"))
+    def saved(self, files: list[tuple[str, Path]]) -> None:
+        for label, path in files:
+            line = f"{label} {path}"
+            if cell_len(line) <= self.console.width:
+                self._print(Text(line, style="bold"))
+            else:  # the path on a line of its own, whole even when longer than a line, for copying
+                self._print(Text(label, style="bold"))
+                self.console.print(Text(str(path), style="bold"), crop=False, no_wrap=True, overflow="ignore")
 
     def _set(self, name: str, **fields: Any) -> None:
         if name in self.tasks:
             self.progress.update(self.tasks[name], **fields)
 
     def _flush(self) -> None:
-        if self.partial:
-            self._print(Text(self.partial))
-        self.partial = ""
+        if self.pending.strip():
+            self._render(self.pending)
+        self.pending = ""
 
-    def _print(self, text: Text) -> None:
-        # soft_wrap: long lines are left whole for the terminal to wrap, so copied text stays intact.
-        self.console.print(text, soft_wrap=True)
+    def _render(self, markdown: str) -> None:
+        """Print whole Markdown blocks of the running step's text."""
+        if self.blocks:
+            self.console.print()  # the blank line Markdown keeps between blocks
+        # Without the blank line rich opens a list with: the step's header line is enough above it.
+        self._print(Markdown(markdown, hyperlinks=False), strip_blank_lines=True)
+        self.blocks += 1
+
+    def _print(self, renderable: RenderableType, strip_blank_lines: bool = False) -> None:
+        """Print wrapped between words at the console's width as it is now (a word longer than a line
+        is folded), without the blanks rich pads each line to the width with."""
+        console = self.console
+        lines = [trim_end(line) for line in console.render_lines(renderable, console.options, pad=False)]
+        while strip_blank_lines and lines and not lines[0]:
+            lines.pop(0)
+        while strip_blank_lines and lines and not lines[-1]:
+            lines.pop()
+        console.print(Segments([segment for line in lines for segment in (*line, Segment.line())]))
 
 
 class JsonView:
@@ -133,6 +203,6 @@ class JsonView:
         self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
         self.out.flush()
 
-    def saved(self, lines: list[str]) -> None:
-        for line in lines:
-            print(line, file=self.err)
+    def saved(self, files: list[tuple[str, Path]]) -> None:
+        for label, path in files:
+            print(f"{label} {path}", file=self.err)
