@@ -75,7 +75,8 @@ def generate(page: Page, base_url: str, topic: str) -> str:
 
 
 def step_texts(page: Page) -> dict[str, str]:
-    texts = page.locator(".step .step-text").all_text_contents()
+    """Each step's Markdown as the page received it (kept whole beside its rendering)."""
+    texts = page.locator(".step .step-source").all_text_contents()
     names = page.locator(".step").evaluate_all("steps => steps.map(s => s.dataset.step)")
     return dict(zip(names, texts, strict=True))
 
@@ -95,7 +96,10 @@ def test_a_full_run_shows_five_completed_steps_then_the_lesson_with_its_images(s
     assert step_texts(page) == step_outputs(server.url, session_id)
 
     result = get_json(server.url, f"/api/sessions/{session_id}/result")
-    expect(page.locator("#summary")).to_have_text(result["summary"])
+    # The summary is shown once: as the lesson's last section.
+    expect(page.locator("#lesson h2").last).to_have_text("Summary")
+    expect(page.locator("#lesson > p").last).to_have_text(result["summary"])
+    expect(page.get_by_text(result["summary"], exact=True).filter(visible=True)).to_have_count(1)
     expect(page.locator("#total-time")).to_have_text(re.compile(r"^\d+(\.\d)? m?s$"))
     expect(page.locator("#lesson h1")).to_have_text("Photosynthesis")
     expect(page.locator("#lesson h2").first).to_have_text("Learning objectives")
@@ -200,7 +204,11 @@ def test_an_unknown_session_in_the_address_says_so(server, tab):
     expect(tab.page.locator("#banner")).to_have_text(
         "There is no session with this id (it may have been deleted)."
     )
-    expect(tab.page.locator("#run-status")).to_have_text("Failed")
+    # Not a failed run: no steps that never were, just "not found".
+    expect(tab.page.locator("#run-status")).to_have_text("Not found")
+    expect(tab.page.locator("#run-topic")).to_have_text("Session not found")
+    expect(tab.page.locator("#steps")).to_be_hidden()
+    expect(tab.page.locator("#generate")).to_be_enabled()
 
 
 @pytest.mark.parametrize("tab", [{"viewport": {"width": 360, "height": 740}}], indirect=True)

@@ -13,8 +13,10 @@ const STEP_LABELS = {
 };
 const RUN_LABELS = {
   pending: 'Starting', queued: 'Waiting', running: 'Writing', completed: 'Completed', failed: 'Failed', cancelled: 'Cancelled',
-  interrupted: 'Interrupted',
+  interrupted: 'Interrupted', notfound: 'Not found',
 };
+// What to tell a reader of a lesson the built-in provider wrote, and how to have a model write one.
+const CONNECT_MODEL = 'ORCH_LLM_API_KEY=sk-... make run ARGS="--provider=openai --llm_model=gpt-4o-mini"';
 const RECENT_LIMIT = 12;
 const KEY_STORAGE = 'orchestrator.apiKey';
 
@@ -28,6 +30,8 @@ let keyRequest = null;
 
 // The session on screen: its id, its EventSource, the last event id applied, and one view per step.
 let run = null;
+// True while the request that makes a new session is under way.
+let creating = false;
 // Object URLs made for the lesson on screen (its images, fetched with the API key), freed when it goes.
 let lessonBlobs = [];
 
@@ -59,6 +63,83 @@ async function errorText(response) {
   } catch {
     return `${response.status} ${response.statusText}`;
   }
+}
+
+// -- Markdown, made safe ---------------------------------------------------------------------------
+// The rules of the service's own lesson.html (workflow/lesson/html.py), here for text as it streams:
+// raw HTML in the Markdown is shown as text, links may only leave for the web, mail someone or point
+// within the page, and only the session's own images are kept. DOMPurify then keeps nothing but plain
+// formatting, as a second line behind the renderer (and the page's Content Security Policy a third).
+
+const OUTSIDE_LINK = /^(https?:\/\/[^/\\]|mailto:|#)/i;
+const SESSION_IMAGE = /^\/api\/sessions\/([A-Za-z0-9._-]+)\/images\/[A-Za-z0-9][A-Za-z0-9_-]*\.[a-z0-9]{2,5}$/;
+const PURIFY = {
+  ALLOWED_TAGS: [
+    'a', 'blockquote', 'br', 'code', 'del', 'em', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'hr', 'img', 'li', 'ol', 'p',
+    'pre', 's', 'span', 'strong', 'table', 'tbody', 'td', 'th', 'thead', 'tr', 'ul',
+  ],
+  ALLOWED_ATTR: ['alt', 'align', 'class', 'href', 'rel', 'src', 'start', 'title'],
+  ALLOW_DATA_ATTR: false,
+  RETURN_DOM_FRAGMENT: true,
+};
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function isSessionImage(url, sessionId) {
+  const match = SESSION_IMAGE.exec(url || '');
+  return Boolean(match && match[1] === sessionId);
+}
+
+// A Markdown renderer for one session's text (its own images are the only ones it keeps).
+function markdownFor(sessionId) {
+  const md = new marked.Marked({ gfm: true, breaks: true, async: false });
+  md.use({
+    renderer: {
+      html({ text }) {
+        return escapeHtml(text); // a tag in the text is shown, never made
+      },
+      link({ href, title, tokens }) {
+        const text = this.parser.parseInline(tokens);
+        if (!OUTSIDE_LINK.test(href || '')) return `<span class="link-removed">${text}</span>`;
+        const rel = /^https?:/i.test(href) ? ' rel="noopener noreferrer nofollow"' : '';
+        const titled = title ? ` title="${escapeHtml(title)}"` : '';
+        return `<a href="${escapeHtml(href)}"${titled}${rel}>${text}</a>`;
+      },
+      image({ href, title, text }) {
+        if (!isSessionImage(href, sessionId)) return `<span class="image-removed">${escapeHtml(text)}</span>`;
+        const titled = title ? ` title="${escapeHtml(title)}"` : '';
+        return `<img src="${escapeHtml(href)}" alt="${escapeHtml(text)}"${titled}>`;
+      },
+    },
+  });
+  return md;
+}
+
+// HTML (from the renderer above, or the service's lesson.html) as a fragment with nothing in it that
+// can run: DOMPurify's allow-list, then the link and image rules once more on what it kept.
+function safeFragment(html, sessionId) {
+  const fragment = DOMPurify.sanitize(html, PURIFY);
+  for (const link of fragment.querySelectorAll('a')) {
+    const href = link.getAttribute('href') || '';
+    if (!OUTSIDE_LINK.test(href)) {
+      const span = document.createElement('span');
+      span.className = 'link-removed';
+      span.append(...link.childNodes);
+      link.replaceWith(span);
+    } else if (/^https?:/i.test(href)) {
+      link.rel = 'noopener noreferrer nofollow';
+    }
+  }
+  for (const image of fragment.querySelectorAll('img')) {
+    if (isSessionImage(image.getAttribute('src'), sessionId)) continue;
+    const span = document.createElement('span');
+    span.className = 'image-removed';
+    span.textContent = image.getAttribute('alt') || '';
+    image.replaceWith(span);
+  }
+  return fragment;
 }
 
 // -- the API key ---------------------------------------------------------------------------------
@@ -155,9 +236,9 @@ function buildSteps() {
     li.dataset.step = step.name;
     li.querySelector('.step-index').textContent = String(index + 1);
     li.querySelector('.step-title').textContent = step.title;
-    const textBox = li.querySelector('.step-text');
-    const text = document.createTextNode('');
-    textBox.append(text);
+    // The step's Markdown as it came (kept whole in a hidden <pre>), and shown rendered beside it.
+    const source = document.createTextNode('');
+    li.querySelector('.step-source').append(source);
     const view = {
       li,
       details: li.querySelector('details'),
@@ -165,8 +246,11 @@ function buildSteps() {
       bar: li.querySelector('.step-bar'),
       fill: li.querySelector('.step-bar-fill'),
       note: li.querySelector('.step-note'),
-      textBox,
-      text,
+      textBox: li.querySelector('.step-text'),
+      source,
+      title: step.title,
+      index,
+      renderPending: false,
       duration: null,
       progress: 0,
     };
@@ -199,10 +283,35 @@ function setNote(view, text, kind) {
 }
 
 function appendText(view, delta) {
+  view.source.appendData(delta);
+  scheduleRender(view);
+}
+
+function setText(view, text) {
+  view.source.data = text;
+  renderText(view);
+}
+
+// Rendering the whole step again for each piece of text would be wasted work: at most once a frame.
+function scheduleRender(view) {
+  if (view.renderPending) return;
+  view.renderPending = true;
+  requestAnimationFrame(() => renderText(view));
+}
+
+function renderText(view) {
+  view.renderPending = false;
+  if (!run || !run.markdown) return;
   const box = view.textBox;
   const following = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
-  view.text.appendData(delta);
+  const markdown = view.source.data;
+  if (markdown) box.replaceChildren(safeFragment(run.markdown.parse(markdown), run.id));
+  else box.replaceChildren();
   if (following) box.scrollTop = box.scrollHeight;
+}
+
+function announce(text) {
+  $('announcer').textContent = text;
 }
 
 // -- one session on screen -----------------------------------------------------------------------
@@ -210,15 +319,21 @@ function appendText(view, delta) {
 function openSession(id, { push = true, topic = '', streamUrl = '' } = {}) {
   closeRun();
   if (push) history.pushState({ session: id }, '', `/?session=${encodeURIComponent(id)}`);
-  run = { id, source: null, lastId: 0, done: false, steps: buildSteps(), stepNames: {}, streamUrl };
+  run = {
+    id, source: null, lastId: 0, done: false, steps: buildSteps(), stepNames: {}, streamUrl,
+    markdown: markdownFor(id), connected: false, cancelling: false, stalled: false,
+  };
   $('intro').hidden = true;
   $('run').hidden = false;
+  $('steps').hidden = false;
   delete $('run').dataset.outcome;
   $('result').hidden = true;
   clearLesson();
   $('banner').hidden = true;
   $('cancel').hidden = false;
-  $('cancel').disabled = false;
+  showProvider('');
+  announce('');
+  updateControls();
   setTopic(topic);
   setRunStatus('pending');
   showConnection('');
@@ -236,6 +351,48 @@ function openSession(id, { push = true, topic = '', streamUrl = '' } = {}) {
 function closeRun() {
   if (run && run.source) run.source.close();
   run = null;
+  updateControls();
+}
+
+// Generate while no run is being followed (a second one would start unseen); Cancel while connected.
+function updateControls() {
+  const following = Boolean(run && !run.done && !run.stalled);
+  $('generate').disabled = creating || following;
+  $('generate').title = following ? 'A lesson is being written: wait for it, or cancel it first' : '';
+  $('cancel').disabled = !run || run.done || !run.connected || run.cancelling;
+  $('cancel').title = run && !run.done && !run.connected ? 'Not connected to the service just now' : '';
+}
+
+// Who wrote the lesson: the built-in provider's is a scaffold without facts, and the page says so.
+function showProvider(provider) {
+  const note = $('provider-note');
+  note.dataset.provider = provider;
+  if (!provider) {
+    note.replaceChildren();
+    note.hidden = true;
+    return;
+  }
+  if (provider === 'builtin') {
+    const head = document.createElement('p');
+    const strong = document.createElement('strong');
+    strong.textContent = 'Written offline by the built-in provider: a study scaffold, without facts.';
+    head.append(strong, ' It gives this topic a structure to study by (objectives, an outline, prompts and a '
+      + 'quiz) but knows nothing about the topic itself; check what it says against a real source.');
+    const how = document.createElement('p');
+    how.append('To have a language model write the lesson, start the service with one, e.g. ');
+    const code = document.createElement('code');
+    code.textContent = CONNECT_MODEL;
+    how.append(code, ' (any OpenAI-compatible server works: see the README, "Pointing it at a model server").');
+    note.replaceChildren(head, how);
+  } else {
+    const line = document.createElement('p');
+    line.append('Written by a language model, through the service\'s ');
+    const code = document.createElement('code');
+    code.textContent = provider;
+    line.append(code, ' provider. Models can be wrong: check what matters.');
+    note.replaceChildren(line);
+  }
+  note.hidden = false;
 }
 
 function setTopic(topic) {
@@ -280,32 +437,64 @@ async function describe(r) {
   const response = await apiFetch(api(r.id)).catch(() => null);
   if (r !== run) return false;
   if (!response) return true; // unreachable: the stream's own reconnecting says so
+  if (response.status === 404) {
+    notFound(r, 'There is no session with this id (it may have been deleted).');
+    return false;
+  }
   if (!response.ok) {
     finish(r, 'failed');
-    showBanner(response.status === 404 ? 'There is no session with this id (it may have been deleted).'
-      : `Could not load this session: ${await errorText(response)}`);
+    showBanner(`Could not load this session: ${await errorText(response)}`);
     return false;
   }
   const session = await response.json();
   if (r !== run) return false;
   setTopic(session.topic);
+  showProvider((session.metadata && session.metadata.provider) || '');
   if (session.stream_url) r.streamUrl = session.stream_url;
   return true;
+}
+
+// A session the service does not have: said once, without steps that never were.
+function notFound(r, text) {
+  r.done = true;
+  if (r.source) r.source.close();
+  $('run').dataset.outcome = 'notfound';
+  setRunStatus('notfound');
+  showConnection('');
+  $('cancel').hidden = true;
+  if (r.lastId === 0) {
+    $('steps').hidden = true;
+    setTopic('');
+    $('run-topic').textContent = 'Session not found';
+  }
+  showBanner(text);
+  updateControls();
+  refreshRecent();
 }
 
 function connect(r) {
   // A reconnect of our own (after the browser gave up) resumes where we are, like Last-Event-ID.
   const source = new EventSource(streamUrl(r));
   r.source = source;
-  source.onopen = () => { if (r === run) showConnection(''); };
+  r.stalled = false;
+  updateControls();
+  source.onopen = () => {
+    if (r !== run) return;
+    r.connected = true;
+    showConnection('');
+    updateControls();
+  };
   source.onmessage = (message) => { if (r === run) receive(r, message); };
   source.onerror = () => {
     if (r !== run || r.done) return;
+    r.connected = false;
     if (source.readyState === EventSource.CONNECTING) {
       showConnection('Connection lost. Reconnecting…');
     } else {
+      r.stalled = true; // nothing is being followed now: a new lesson may be started
       streamClosed(r);
     }
+    updateControls();
   };
 }
 
@@ -314,8 +503,7 @@ async function streamClosed(r) {
   const response = await apiFetch(api(r.id)).catch(() => null);
   if (r !== run || r.done) return;
   if (response && response.status === 404) {
-    finish(r, 'failed');
-    showBanner('This session no longer exists.');
+    notFound(r, 'This session no longer exists.');
     return;
   }
   if (response && response.status === 429) {
@@ -376,7 +564,7 @@ function apply(r, event) {
       break;
     case 'step-retry':
       if (!view) return;
-      view.text.data = '';
+      setText(view, '');
       setProgress(view, 0);
       setStep(view, 'running');
       setNote(view, `Started again: ${data.reason || 'the service restarted'}`, 'info');
@@ -384,18 +572,22 @@ function apply(r, event) {
     case 'step-complete':
       if (!view) return;
       view.duration = data.duration;
+      renderText(view);
       setProgress(view, 100);
       setStep(view, 'completed');
       view.details.open = false;
+      announce(`Step ${view.index + 1} of ${STEPS.length}, ${view.title}: done in ${formatMs(view.duration)}.`);
       break;
     case 'step-error':
       if (!view) return;
       setStep(view, 'failed');
       setNote(view, data.error || 'This step failed.', 'error');
       view.details.open = true;
+      announce(`Step ${view.index + 1} of ${STEPS.length}, ${view.title}: failed.`);
       break;
     case 'final':
       finish(r, 'completed');
+      announce('The lesson is ready.');
       showResult(r, data.result);
       break;
     case 'error':
@@ -415,6 +607,7 @@ function finish(r, status) {
   setRunStatus(status);
   showConnection('');
   $('cancel').hidden = true;
+  updateControls();
   if (status !== 'completed') {
     for (const view of r.steps.values()) {
       if (view.li.dataset.status === 'running') setStep(view, 'stopped');
@@ -428,7 +621,6 @@ function finish(r, status) {
 
 async function showResult(r, result) {
   $('total-time').textContent = formatMs(result.duration / 1e6);
-  $('summary').textContent = result.summary;
   $('partial').hidden = !result.partial;
   // `download` with no name: the service's Content-Disposition names the Markdown, the URL the images.
   const links = [downloadLink(api(r.id, '/lesson.md'), 'Markdown', 'the lesson as a Markdown file')];
@@ -445,19 +637,19 @@ async function showResult(r, result) {
     });
     return;
   }
-  // The service renders the Markdown with every tag in it escaped and only its own image URLs kept.
-  // Parsed in a template first: nothing in it loads until its images have their source.
-  const template = document.createElement('template');
-  template.innerHTML = await response.text();
-  const blobs = await authorizeImages(template.content);
+  // The service renders the Markdown with every tag in it escaped and only its own image URLs kept;
+  // DOMPurify checks it again. Parsed apart from the page: nothing in it loads until it is shown.
+  const fragment = safeFragment(await response.text(), r.id);
+  const blobs = await authorizeImages(fragment);
   if (r !== run) {
     blobs.forEach((url) => URL.revokeObjectURL(url));
     return;
   }
   clearLesson();
   lessonBlobs = blobs;
-  $('lesson').replaceChildren(template.content);
+  $('lesson').replaceChildren(fragment);
   captionFigures($('lesson'));
+  makeQuiz($('lesson'));
   $('result').hidden = false;
 }
 
@@ -515,16 +707,141 @@ async function downloadWithKey(href) {
 }
 
 function captionFigures(root) {
-  // An image alone in its paragraph is a diagram: show it as a figure with its alt text as caption.
+  // An image alone in its paragraph is a diagram: show it as a figure with its alt text as caption,
+  // and a tap on it shows it enlarged.
   for (const image of root.querySelectorAll('p > img:only-child')) {
     const paragraph = image.parentElement;
     if (paragraph.textContent.trim()) continue;
     const figure = document.createElement('figure');
     const caption = document.createElement('figcaption');
     caption.textContent = image.alt;
-    figure.append(image, caption);
+    const zoom = document.createElement('button');
+    zoom.type = 'button';
+    zoom.className = 'figure-zoom';
+    zoom.setAttribute('aria-label', `Enlarge the diagram: ${image.alt}`);
+    zoom.addEventListener('click', () => enlargeFigure(image));
+    zoom.append(image);
+    figure.append(zoom, caption);
     paragraph.replaceWith(figure);
   }
+}
+
+function enlargeFigure(image) {
+  $('figure-title').textContent = image.alt;
+  $('figure-image').src = image.currentSrc || image.src;
+  $('figure-image').alt = image.alt;
+  $('figure-dialog').showModal();
+}
+
+// -- the quiz ------------------------------------------------------------------------------------
+// The lesson's "Check your understanding" is a numbered list of questions, each with lettered choices
+// on lines of their own, and "Answers" a list of "**B** (the choice): why". On the page each choice is
+// a button: the answer shows once the learner picks one (marked right or wrong) or asks to see it.
+// The answers list stays in the lesson, hidden on screen, for printing.
+
+function makeQuiz(root) {
+  const heading = [...root.querySelectorAll('h2')].find((h) => h.textContent.trim() === 'Check your understanding');
+  const questions = heading && nextElement(heading, 'OL');
+  const answersHeading = questions && nextElement(questions, 'H3');
+  const answers = answersHeading && answersHeading.textContent.trim() === 'Answers' && nextElement(answersHeading, 'OL');
+  if (!answers) return; // not the shape this knows: the lesson stays as written, answers and all
+  const keys = [...answers.children].map((li) => ({
+    letter: (li.querySelector('strong') || {}).textContent || '',
+    why: li,
+  }));
+  const items = [...questions.children];
+  const built = items.map((li, number) => quizQuestion(li, number, keys[number]));
+  if (built.some((item) => !item)) return;
+  const quiz = document.createElement('ol');
+  quiz.className = 'quiz';
+  quiz.append(...built);
+  questions.replaceWith(quiz);
+  answersHeading.classList.add('quiz-key');
+  answers.classList.add('quiz-key');
+}
+
+function nextElement(element, tag) {
+  const next = element.nextElementSibling;
+  return next && next.tagName === tag ? next : null;
+}
+
+// One question as a list item with its choices as buttons; null when it does not read as one.
+function quizQuestion(li, number, key) {
+  if (!key || !/^[A-H]$/.test(key.letter)) return null;
+  // A loose list (questions a blank line apart) has each question in a paragraph of its own.
+  const only = li.children.length === 1 && li.firstElementChild.tagName === 'P' ? li.firstElementChild : li;
+  const lines = [[]];
+  for (const node of [...only.childNodes]) {
+    if (node.nodeName === 'BR') lines.push([]);
+    else lines[lines.length - 1].push(node);
+  }
+  const choices = [];
+  const prompt = document.createElement('p');
+  prompt.className = 'quiz-prompt';
+  prompt.id = `quiz-${number + 1}`;
+  for (const nodes of lines) {
+    const text = nodes.map((n) => n.textContent).join('').trim();
+    const match = /^([A-H])\.\s+/.exec(text);
+    if (!match) {
+      if (choices.length) return null; // text after the choices: not a shape this knows
+      if (prompt.childNodes.length) prompt.append(document.createElement('br'));
+      prompt.append(...nodes);
+      continue;
+    }
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'quiz-choice';
+    button.dataset.letter = match[1];
+    const letter = document.createElement('span');
+    letter.className = 'quiz-letter';
+    letter.textContent = match[1];
+    const label = document.createElement('span');
+    label.append(...nodes);
+    // The letter and its full stop are in the badge now, not in the text.
+    const first = label.firstChild;
+    if (first && first.nodeType === Node.TEXT_NODE) first.data = first.data.replace(/^\s*[A-H]\.\s+/, '');
+    button.append(letter, ' ', label);
+    choices.push(button);
+  }
+  if (choices.length < 2 || !choices.some((c) => c.dataset.letter === key.letter)) return null;
+
+  const item = document.createElement('li');
+  item.className = 'quiz-question';
+  const group = document.createElement('div');
+  group.className = 'quiz-choices';
+  group.setAttribute('role', 'group');
+  group.setAttribute('aria-labelledby', prompt.id);
+  group.append(...choices);
+  const feedback = document.createElement('div');
+  feedback.className = 'quiz-feedback';
+  feedback.setAttribute('aria-live', 'polite');
+  feedback.hidden = true;
+  const reveal = document.createElement('button');
+  reveal.type = 'button';
+  reveal.className = 'button link quiz-reveal';
+  reveal.textContent = 'Show the answer';
+
+  const settle = (picked) => {
+    for (const choice of choices) {
+      choice.disabled = true;
+      if (choice.dataset.letter === key.letter) choice.dataset.result = 'right';
+      else if (choice === picked) choice.dataset.result = 'wrong';
+    }
+    const verdict = document.createElement('strong');
+    if (!picked) verdict.textContent = 'The answer: ';
+    else if (picked.dataset.letter === key.letter) verdict.textContent = 'Right. ';
+    else verdict.textContent = `Not quite: the answer is ${key.letter}. `;
+    item.dataset.answered = picked ? (picked.dataset.letter === key.letter ? 'right' : 'wrong') : 'shown';
+    feedback.replaceChildren(verdict, ...[...key.why.childNodes].map((n) => n.cloneNode(true)));
+    feedback.hidden = false;
+    reveal.hidden = true;
+  };
+  for (const choice of choices) {
+    choice.addEventListener('click', () => settle(choice));
+  }
+  reveal.addEventListener('click', () => settle(null));
+  item.append(prompt, group, reveal, feedback);
+  return item;
 }
 
 // -- recent sessions -----------------------------------------------------------------------------
@@ -575,8 +892,15 @@ async function createSession(event) {
   const topic = $('topic').value.trim();
   const error = $('form-error');
   error.hidden = true;
-  if (!topic) return;
-  $('generate').disabled = true;
+  if (creating || (run && !run.done && !run.stalled)) return; // one lesson at a time
+  if (!topic) {
+    error.textContent = 'Type a topic first, for example "photosynthesis".';
+    error.hidden = false;
+    $('topic').focus();
+    return;
+  }
+  creating = true;
+  updateControls();
   try {
     const response = await apiFetch('/api/sessions', {
       method: 'POST',
@@ -595,18 +919,21 @@ async function createSession(event) {
     error.textContent = 'The service cannot be reached. Is it running?';
     error.hidden = false;
   } finally {
-    $('generate').disabled = false;
+    creating = false;
+    updateControls();
   }
 }
 
 async function cancelRun() {
   if (!run || run.done) return;
   const r = run;
-  $('cancel').disabled = true;
+  r.cancelling = true;
+  updateControls();
   const response = await apiFetch(api(r.id, '/cancel'), { method: 'POST' }).catch(() => null);
   // 409: it ended meanwhile; either way the stream brings the last word.
   if (r === run && (!response || (!response.ok && response.status !== 409))) {
-    $('cancel').disabled = false;
+    r.cancelling = false;
+    updateControls();
     showBanner(`Could not cancel: ${response ? await errorText(response) : 'the service cannot be reached'}`);
   }
 }
@@ -630,6 +957,15 @@ $('key-form').addEventListener('submit', submitKey);
 $('key-cancel').addEventListener('click', () => $('key-dialog').close(''));
 $('cancel').addEventListener('click', cancelRun);
 $('refresh').addEventListener('click', refreshRecent);
+$('figure-close').addEventListener('click', () => $('figure-dialog').close());
+$('figure-dialog').addEventListener('click', (event) => {
+  if (event.target === event.currentTarget) $('figure-dialog').close(); // a tap outside the picture
+});
+$('to-recent').addEventListener('click', (event) => {
+  event.preventDefault(); // keep the address as it is: it names the session on screen
+  $('recent').scrollIntoView({ block: 'start' });
+  $('recent').focus({ preventScroll: true });
+});
 window.addEventListener('popstate', showFromAddress);
 showFromAddress();
 refreshRecent();
