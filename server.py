@@ -25,7 +25,7 @@ from handlers.access import Access
 from handlers.base import NotFoundHandler
 from handlers.health import HealthHandler, ReadyHandler
 from handlers.images import ImageHandler
-from handlers.lesson import LessonHTMLHandler, LessonMarkdownHandler
+from handlers.lesson import LessonHTMLHandler, LessonMarkdownHandler, LessonZipHandler
 from handlers.metrics import MetricsHandler, record_request, serve_metrics
 from handlers.openapi import OpenAPIHandler
 from handlers.page import PageHandler
@@ -130,6 +130,7 @@ def make_app(settings: Settings, engine: Engine, access: Access | None = None) -
         (SESSION + r"/images/([^/]+)", ImageHandler),
         (SESSION + r"/lesson\.html", LessonHTMLHandler),
         (SESSION + r"/lesson\.md", LessonMarkdownHandler),
+        (SESSION + r"/lesson\.zip", LessonZipHandler),
         (r"/health", HealthHandler),
         (r"/metrics", MetricsHandler),
         (r"/ready", ReadyHandler),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from workflow.lesson.html import lesson_document, lesson_title, topic_slug
 from workflow.lesson.html import lesson_html as render
-from workflow.lesson.html import topic_slug
 
 SESSION = "6f1c2d3e-0000-4000-8000-000000000000"
 OTHER = "0a0b0c0d-0000-4000-8000-000000000000"
@@ -38,6 +38,33 @@ def test_raw_html_with_event_handlers_is_escaped_not_rendered(markdown):
     assert "<img src=x" not in html and '<a href="#" onclick' not in html
     assert "<div" not in html and "<svg" not in html
     assert "&lt;" in html
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "# Title <script>alert(1)</script>\n\n<script>alert(2)</script>",
+        "# <img src=x onerror=alert(1)>\n\n<svg onload=alert(1)>",
+        "# </title><script>alert(1)</script>\n\n<style>body{display:none}</style>",
+    ],
+)
+def test_the_standalone_page_escapes_markup_in_its_title_and_body(markdown):
+    page = lesson_document(markdown, SESSION, lesson_title(markdown, "topic"))
+    assert page.startswith("<!doctype html>") and page.count("<title>") == 1
+    assert page.count("<style>") == 1 and page.count("</title>") == 1
+    assert "<script" not in page and "<img src=x" not in page and "<svg" not in page
+    assert "&lt;" in page.split("<title>", 1)[1].split("</title>", 1)[0]
+
+
+def test_the_title_is_the_first_heading_or_else_the_topic():
+    assert lesson_title("intro\n# Photosynthesis #\n\n# Later\n", "topic") == "Photosynthesis"
+    assert lesson_title("## Only a section\n", " The topic ") == "The topic"
+    assert lesson_title("", "") == "Lesson"
+
+
+def test_the_downloaded_page_links_its_images_relatively():
+    page = lesson_document(f"![Lesson map]({IMAGE})\n", SESSION, "t", image_base="images/")
+    assert '<img src="images/outline-map.svg" alt="Lesson map" />' in page and "/api/" not in page
 
 
 @pytest.mark.parametrize(

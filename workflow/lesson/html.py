@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import unicodedata
 
@@ -16,6 +18,33 @@ SESSION_IMAGE = re.compile(
 # where a GET of the right URL (another session's stream) would start work nobody asked for.
 OUTSIDE_LINK = re.compile(r"^(https?://[^/\\]|mailto:|#)", re.IGNORECASE)
 MAX_SLUG = 60
+FIRST_HEADING = re.compile(r"^# +(.+?)(?: +#+)?[ \t]*$", re.MULTILINE)
+
+# The standalone page's whole stylesheet: no fonts, imports or URLs, so it loads nothing.
+LESSON_STYLE = """
+:root { color-scheme: light dark; }
+body { max-width: 46rem; margin: 0 auto; padding: 1.5rem 1rem 3rem;
+  font: 1.0625rem/1.6 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+h1, h2, h3, h4 { line-height: 1.25; margin: 1.6em 0 0.5em; }
+h1 { margin-top: 0.5em; }
+img { max-width: 100%; height: auto; }
+pre, code { font: 0.9em/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+code { background: rgba(127, 127, 127, 0.15); padding: 0.1em 0.3em; border-radius: 3px; }
+pre { background: rgba(127, 127, 127, 0.12); padding: 0.75em 1em; overflow-x: auto; border-radius: 4px; }
+pre code { background: none; padding: 0; }
+table { border-collapse: collapse; margin: 1em 0; display: block; overflow-x: auto; }
+th, td { border: 1px solid rgba(127, 127, 127, 0.45); padding: 0.35em 0.7em; vertical-align: top; }
+blockquote { margin: 1em 0; padding-left: 1em; border-left: 3px solid rgba(127, 127, 127, 0.5); }
+.image-removed, .link-removed { font-style: italic; }
+@media print {
+  body { max-width: none; padding: 0; font-size: 11pt; color: #000; background: #fff; }
+  pre, table, img { page-break-inside: avoid; }
+  pre { white-space: pre-wrap; }
+  h1, h2, h3 { page-break-after: avoid; }
+}
+"""
+# The hash a Content-Security-Policy names to let exactly this <style> apply, and nothing else.
+LESSON_STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(LESSON_STYLE.encode()).digest()).decode()
 
 
 class SafeLessonRenderer(mistune.HTMLRenderer):
@@ -61,6 +90,27 @@ def lesson_html(markdown: str, session_id: str) -> str:
     html = render(markdown)
     assert isinstance(html, str)
     return html
+
+
+def lesson_title(markdown: str, fallback: str) -> str:
+    """The lesson's title: the text of its first `# ` heading, else `fallback` (the topic)."""
+    match = FIRST_HEADING.search(markdown)
+    return (match.group(1).strip() if match else "") or fallback.strip() or "Lesson"
+
+
+def lesson_document(markdown: str, session_id: str, title: str, image_base: str | None = None) -> str:
+    """The lesson as a whole page that reads well opened on its own: the safe fragment of
+    `lesson_html`, a title (escaped) and the embedded `LESSON_STYLE`. With `image_base` the
+    session's image URLs become `<image_base><name>` (`images/` for a download next to them)."""
+    body = lesson_html(markdown, session_id)
+    if image_base is not None:
+        body = body.replace(f'src="/api/sessions/{session_id}/images/', f'src="{image_base}')
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape_text(title)}</title>\n<style>{LESSON_STYLE}</style>\n</head>\n"
+        f"<body>\n{body}</body>\n</html>\n"
+    )
 
 
 def topic_slug(topic: str) -> str:
