@@ -40,6 +40,7 @@ class HealthHandler(BaseHandler):
                 "subscribers": stats["subscribers"],
                 "store": store,
                 "provider": self.engine.provider.name,
+                "model": self.engine.provider.model,  # null: the built-in templates write the lessons
                 "uptime_seconds": round(time.monotonic() - STARTED, 3),
             }
         )

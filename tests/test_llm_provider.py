@@ -97,6 +97,9 @@ async def test_token_usage_from_the_usage_chunk_is_kept_per_step_and_per_session
     assert totals["prompt_tokens"] == 11 * len(model.requests)
     result = events[-1].json["data"]["result"]
     assert result["metadata"]["usage"] == totals
+    # Which provider and model wrote it, with the session and with the lesson.
+    assert (session["metadata"]["provider"], session["metadata"]["model"]) == ("openai", "fake-model")
+    assert (result["metadata"]["provider"], result["metadata"]["model"]) == ("openai", "fake-model")
     assert session["steps"][0]["metadata"]["usage"] == analysis_usage
 
 

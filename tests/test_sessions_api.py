@@ -37,7 +37,7 @@ async def test_create_session_stores_a_pending_session_with_five_pending_steps(a
         ("step-5", "finalize-lesson", "pending"),
     ]
     assert "result" not in session
-    assert session["metadata"]["provider"] == "builtin"
+    assert session["metadata"]["provider"] == "builtin" and session["metadata"]["model"] is None
 
 
 @pytest.mark.gen_test

@@ -205,7 +205,10 @@ class Engine:
                     f"{self.options.max_sessions} sessions are kept and none has finished; try again later"
                 )
         own = {"webhooks": [target.to_json() for target in webhooks]} if webhooks else {}
-        session = Session.new(topic, {"provider": self.provider.name, **(metadata or {}), **own}, owner)
+        # Who writes it, kept with the lesson: a reader must know whether a model or the built-in
+        # templates (a scaffold without facts) wrote it.
+        written_by = {"provider": self.provider.name, "model": self.provider.model}
+        session = Session.new(topic, {**written_by, **(metadata or {}), **own}, owner)
         await self.store.create(session)
         self._count = None if self._count is None else self._count + 1
         log.info("session %s created for topic %r", session.id, topic, extra={"session_id": session.id})

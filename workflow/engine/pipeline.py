@@ -59,7 +59,12 @@ class Pipeline:
             duration_ns=time.time_ns() - session.run_started_ns,
             completed_at=utcnow(),
             partial=any(s.status == StepStatus.FAILED for s in session.steps),
-            metadata={"usage": usage} if usage else {},
+            # Who wrote it, with the lesson: the built-in templates write a scaffold without facts.
+            metadata={
+                "provider": self.provider.name,
+                "model": self.provider.model,
+                **({"usage": usage} if usage else {}),
+            },
         )
 
     async def _run_step(self, run: Run, step: SessionStep) -> None:

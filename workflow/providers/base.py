@@ -52,6 +52,11 @@ class LessonProvider(ABC):
 
     name: str = "abstract"
 
+    @property
+    def model(self) -> str | None:
+        """The model that writes the text, if a model does (None: the built-in templates)."""
+        return None
+
     @abstractmethod
     async def analyze_topic(self, topic: str, sink: TextSink) -> TopicAnalysis: ...
 

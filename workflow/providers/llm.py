@@ -77,6 +77,10 @@ class OpenAICompatibleProvider(ModelBacked, LessonProvider):
 
     name = "openai"
 
+    @property
+    def model(self) -> str | None:
+        return self.config.model
+
     # -- the four parts of a lesson -------------------------------------------------------------
 
     async def analyze_topic(self, topic: str, sink: TextSink) -> TopicAnalysis:
