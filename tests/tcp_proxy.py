@@ -1,5 +1,6 @@
-"""TCP proxies for tests: one that cuts an event stream part-way, as a flaky network would, and a
-round-robin one in front of several instances, as a load balancer without sticky sessions is."""
+"""TCP proxies for tests: one that cuts an event stream part-way, as a flaky network would, one that
+holds event streams back until they end, as a buffering corporate proxy does, and a round-robin one
+in front of several instances, as a load balancer without sticky sessions is."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 BUFFER = 65536
 CONNECTION_FIELD = re.compile(rb"\r\nConnection:[^\r\n]*", re.IGNORECASE)
+EVENT_STREAM = re.compile(rb"\r\nContent-Type:\s*text/event-stream", re.IGNORECASE)
 
 
 class CuttingProxy:
@@ -170,6 +172,34 @@ def connection_close(request: bytes) -> bytes:
     head, blank, body = request.partition(b"\r\n\r\n")
     head = CONNECTION_FIELD.sub(b"", head).replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
     return head + blank + body
+
+
+class BufferingProxy(CuttingProxy):
+    """Holds back all of every event stream (a `text/event-stream` response, its head included) until
+    it ends, then relays it whole, as a buffering proxy does; every other response passes as it comes.
+
+    Each request goes on with `Connection: close` (a response ends with its connection). `released`
+    keeps, for each stream let go, how many requests had come by then, so a test can tell which
+    requests (in `requests`) were made while a stream was still held.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.released: list[int] = []
+        super().__init__(upstream_port, cut_after=0, cuts=0, keep_alive=False)
+
+    def _responses(self, source: socket.socket, sink: socket.socket, state: dict[str, Any]) -> None:
+        held = b""
+        while b"\r\n\r\n" not in held and (data := self._recv(source)):
+            held += data
+        if EVENT_STREAM.search(held.partition(b"\r\n\r\n")[0]):
+            while data := self._recv(source):
+                held += data
+            with self._lock:
+                self.released.append(len(self.requests))
+        if held and self._send(sink, held):
+            super()._responses(source, sink, state)  # the rest, as it comes
+        else:
+            self._half_close(sink)
 
 
 class RoundRobinProxy(CuttingProxy):

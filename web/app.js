@@ -19,6 +19,17 @@ const RUN_LABELS = {
 const CONNECT_MODEL = 'ORCH_LLM_API_KEY=sk-... make run ARGS="--provider=openai --llm_model=gpt-4o-mini"';
 const RECENT_LIMIT = 12;
 const KEY_STORAGE = 'orchestrator.apiKey';
+// Long polling in place of the event stream, where a proxy buffers or cuts streams. The service writes a
+// `connected` event the moment a stream opens, so a stream that shows nothing at all for STREAM_SILENCE_MS,
+// or STREAM_FAILURES attempts in a row that each fail before their first event, are not getting through.
+// (Its `:` heartbeats, every heartbeat_interval = 15 s, are invisible to EventSource: once a stream has
+// shown an event, a quiet one is judged by the browser's own reconnecting, not by a clock.)
+const STREAM_SILENCE_MS = 4000;
+// What a reconnect may take on top: the browser first waits the service's `retry:` (3 s by default).
+const STREAM_RETRY_MS = 5000;
+const STREAM_FAILURES = 3;
+const POLL_WAIT_S = 25; // how long the service may hold a poll (it cuts this to its poll_max_wait)
+const POLLING_NOTE = 'Live updates via polling: the event stream is not getting through.';
 
 const $ = (id) => document.getElementById(id);
 const api = (id, tail = '') => `/api/sessions/${encodeURIComponent(id)}${tail}`;
@@ -30,6 +41,8 @@ let keyRequest = null;
 
 // The session on screen: its id, its EventSource, the last event id applied, and one view per step.
 let run = null;
+// True once an event stream did not get through: the sessions opened after it are polled from the start.
+let streamsBlocked = false;
 // True while the request that makes a new session is under way.
 let creating = false;
 // Object URLs made for the lesson on screen (its images, fetched with the API key), freed when it goes.
@@ -322,6 +335,7 @@ function openSession(id, { push = true, topic = '', streamUrl = '' } = {}) {
   run = {
     id, source: null, lastId: 0, done: false, steps: buildSteps(), stepNames: {}, streamUrl,
     markdown: markdownFor(id), connected: false, cancelling: false, stalled: false,
+    polling: false, pollLoop: 0, streamFailures: 0,
   };
   $('intro').hidden = true;
   $('run').hidden = false;
@@ -344,12 +358,13 @@ function openSession(id, { push = true, topic = '', streamUrl = '' } = {}) {
     connect(r);
   } else {
     // The stream's URL (and its token, when the service has keys) comes with the session.
-    describe(r).then((found) => { if (found && r === run && !r.source) connect(r); });
+    describe(r).then((found) => { if (found && r === run && !r.source && !r.polling) connect(r); });
   }
 }
 
 function closeRun() {
   if (run && run.source) run.source.close();
+  if (run) run.pollLoop += 1; // a poll under way ends with it
   run = null;
   updateControls();
 }
@@ -412,9 +427,11 @@ function setPill(pill, status) {
   pill.textContent = RUN_LABELS[status] || status;
 }
 
+// A word on the connection; with nothing to say, that the run is followed by polling, if it is.
 function showConnection(text) {
-  $('connection').textContent = text;
-  $('connection').hidden = !text;
+  const shown = text || (run && run.polling && !run.done ? POLLING_NOTE : '');
+  $('connection').textContent = shown;
+  $('connection').hidden = !shown;
 }
 
 function showBanner(text, action) {
@@ -473,32 +490,157 @@ function notFound(r, text) {
 }
 
 function connect(r) {
+  if (r.polling) return;
+  if (streamsBlocked) {
+    pollInstead(r);
+    return;
+  }
   // A reconnect of our own (after the browser gave up) resumes where we are, like Last-Event-ID.
   const source = new EventSource(streamUrl(r));
   r.source = source;
   r.stalled = false;
   updateControls();
+  // Whether this attempt (the browser's reconnects are attempts too) has shown anything yet.
+  let heard = false;
+  let silence = 0;
+  const listen = (ms) => {
+    clearTimeout(silence);
+    silence = setTimeout(() => {
+      if (r === run && r.source === source && !r.done && !heard) pollInstead(r);
+    }, ms);
+  };
+  listen(STREAM_SILENCE_MS);
   source.onopen = () => {
     if (r !== run) return;
     r.connected = true;
     showConnection('');
     updateControls();
   };
-  source.onmessage = (message) => { if (r === run) receive(r, message); };
+  source.onmessage = (message) => {
+    if (r !== run || r.source !== source) return;
+    heard = true;
+    clearTimeout(silence);
+    r.streamFailures = 0;
+    receive(r, Number(message.lastEventId), JSON.parse(message.data));
+  };
   source.onerror = () => {
-    if (r !== run || r.done) return;
+    if (r !== run || r.source !== source || r.done) return;
     r.connected = false;
-    if (source.readyState === EventSource.CONNECTING) {
+    const gotThrough = heard;
+    if (!heard) r.streamFailures += 1;
+    heard = false;
+    if (r.streamFailures >= STREAM_FAILURES) {
+      pollInstead(r);
+    } else if (source.readyState === EventSource.CONNECTING) {
+      listen(STREAM_SILENCE_MS + STREAM_RETRY_MS);
       showConnection('Connection lost. Reconnecting…');
     } else {
+      clearTimeout(silence);
       r.stalled = true; // nothing is being followed now: a new lesson may be started
-      streamClosed(r);
+      streamClosed(r, gotThrough);
     }
     updateControls();
   };
 }
 
-async function streamClosed(r) {
+// The event stream is not getting through: follow the session by long polling from the last event
+// applied, through the same receive() as the stream's events.
+function pollInstead(r) {
+  if (r.source) r.source.close();
+  r.source = null;
+  r.polling = true;
+  r.stalled = false;
+  r.connected = false;
+  streamsBlocked = true;
+  $('banner').hidden = true;
+  showConnection('');
+  updateControls();
+  poll(r);
+}
+
+function pollUrl(r, wait) {
+  const url = new URL(api(r.id, '/events'), window.location.href);
+  url.searchParams.set('after', String(r.lastId));
+  url.searchParams.set('wait', String(wait));
+  // The stream's token opens the polls too (with keys on, the key header is sent as well).
+  const token = r.streamUrl && new URL(r.streamUrl, window.location.href).searchParams.get('token');
+  if (token) url.searchParams.set('token', token);
+  return url.pathname + url.search;
+}
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+async function poll(r) {
+  r.pollLoop += 1;
+  const loop = r.pollLoop;
+  const current = () => r === run && r.pollLoop === loop && !r.done;
+  let wait = 0; // the first answer comes at once: it says whether the session must be started
+  let failures = 0;
+  let started = false;
+  while (current()) {
+    const response = await apiFetch(pollUrl(r, wait), { cache: 'no-store' }).catch(() => null);
+    const page = response && response.ok ? await response.json().catch(() => null) : null;
+    if (!current()) return;
+    if (page) {
+      failures = 0;
+      if (!r.connected) {
+        r.connected = true;
+        showConnection('');
+        updateControls();
+      }
+      for (const event of page.events) receive(r, event.id, event);
+      if (!current()) return;
+      if (page.done) {
+        finish(r, page.status); // done without a terminal event to apply: as the service says
+        return;
+      }
+      // Polling never starts a session (the stream's GET would have): POST /start does.
+      if (page.status === 'pending' && !started) {
+        const start = await startSession(r);
+        if (start === false) return;
+        started = start;
+      }
+      wait = page.status === 'pending' && !started ? 0 : POLL_WAIT_S;
+      continue;
+    }
+    if (response && response.status === 404) {
+      notFound(r, 'This session no longer exists.');
+      return;
+    }
+    if (response && response.status < 500 && response.status !== 429) {
+      stopPolling(r, `Could not follow this session: ${await errorText(response)}`);
+      return;
+    }
+    // Unreachable, 429 or 5xx: ask again after Retry-After, or 1 s doubled each time (at most 30 s).
+    failures += 1;
+    r.connected = false;
+    showConnection('Connection lost. Reconnecting…');
+    updateControls();
+    const retryAfter = response ? Number.parseInt(response.headers.get('Retry-After') || '', 10) : 0;
+    await sleep(retryAfter > 0 ? retryAfter * 1000 : Math.min(30000, 1000 * 2 ** (failures - 1)));
+  }
+}
+
+// Starts a pending session for its polls: true once started (409: it was already), null if the service
+// could not be reached (the next poll asks again), false (with a word on the page) if it refused.
+async function startSession(r) {
+  const response = await apiFetch(api(r.id, '/start'), { method: 'POST' }).catch(() => null);
+  if (r !== run || r.done) return false;
+  if (!response) return null;
+  if (response.ok || response.status === 409) return true;
+  stopPolling(r, `Could not start this lesson: ${await errorText(response)}`);
+  return false;
+}
+
+function stopPolling(r, text) {
+  r.connected = false;
+  r.stalled = true;
+  showConnection('');
+  updateControls();
+  showBanner(text, { label: 'Try again', run: () => { $('banner').hidden = true; r.stalled = false; poll(r); } });
+}
+
+async function streamClosed(r, gotThrough) {
   showConnection('');
   const response = await apiFetch(api(r.id)).catch(() => null);
   if (r !== run || r.done) return;
@@ -516,16 +658,19 @@ async function streamClosed(r) {
   const session = response && response.ok ? await response.json().catch(() => null) : null;
   if (r !== run || r.done) return;
   if (session && session.stream_url) r.streamUrl = session.stream_url;
+  if (session && !gotThrough) {
+    pollInstead(r); // the service answers, but its stream was refused before any event: a proxy's doing
+    return;
+  }
   showBanner('The live stream stopped before the lesson was finished.', {
     label: 'Reconnect', run: () => { $('banner').hidden = true; connect(r); },
   });
 }
 
-function receive(r, message) {
-  const event = JSON.parse(message.data);
+// One event, from the stream or a poll, with its id.
+function receive(r, id, event) {
   if (event.type === 'connected') return;
   // Ids rise by one per event; one at or below the last applied was seen before a reconnect.
-  const id = Number(message.lastEventId);
   if (!(id > r.lastId)) return;
   r.lastId = id;
   apply(r, event);
