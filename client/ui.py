@@ -58,6 +58,18 @@ def trim_end(line: list[Segment]) -> list[Segment]:
     return line
 
 
+def written_by(metadata: dict[str, Any]) -> str:
+    """Who wrote the lesson, said plainly: the built-in templates write a scaffold without facts."""
+    provider, model = metadata.get("provider", "builtin"), metadata.get("model")
+    if model:
+        return f"Written by the model {model} (provider {provider})."
+    return (
+        "Written offline by the built-in provider: a study scaffold, without facts. For a real lesson, "
+        'start the service with a model: ORCH_LLM_API_KEY=sk-... make run ARGS="--provider=openai '
+        '--llm_model=gpt-4o-mini"'
+    )
+
+
 def human_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
@@ -141,6 +153,7 @@ class ProgressView:
         elif kind == "final":
             took = human_duration(data["result"]["duration"] / 1e9)
             self._print(Text(f"\nLesson ready in {took}.", style="bold green"))
+            self._print(Text(written_by(data["result"].get("metadata", {})), style="yellow"))
 
     def saved(self, files: list[tuple[str, Path]]) -> None:
         for label, path in files:
