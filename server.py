@@ -225,7 +225,7 @@ async def serve(
     # Every stream has been told to end; let each send its last bytes before the sockets close.
     if not await app.settings["open_streams"].wait_closed(timeout=5):
         log.warning("%d streams did not end in time; closing them", len(app.settings["open_streams"]))
-    if not await app.settings["held_polls"].wait_answered(timeout=5):
+    if not await app.settings["held_polls"].wait_closed(timeout=5):
         log.warning("%d polls were not answered in time; closing them", len(app.settings["held_polls"]))
     await server.close_all_connections()
     if metrics_server is not None:

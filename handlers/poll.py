@@ -18,7 +18,7 @@ from core import metrics
 from core.errors import InvalidInput, SessionNotFound, ShuttingDown, StoreUnavailable
 from core.events import ERROR, FINAL, QUEUED, Event, dumps
 from core.models import SessionStatus
-from handlers.stream import EventsAccess, parse_event_id
+from handlers.stream import EventsAccess, OpenRequests, parse_event_id
 from workflow.eventlog import CloseReason, Subscription
 
 # How long a poll holds when it does not say (`wait=`), at most poll_max_wait.
@@ -27,9 +27,9 @@ DEFAULT_WAIT = 25.0
 SECONDS = re.compile(r"^([0-9]{1,12}(\.[0-9]{0,12})?|\.[0-9]{1,12})([eE][+-]?[0-9]{1,3})?$")
 
 
-class HeldPolls:
+class HeldPolls(OpenRequests["EventsHandler"]):
     """The polls not yet answered, so a shutdown can answer them at once, and let the answers
-    leave before it closes the sockets.
+    leave before it closes the sockets (`wait_closed`).
 
     While the server drains, no poll is held: one with events is answered with them, one without
     gets 503 with Retry-After at once (answering it empty would have its client poll again at
@@ -37,37 +37,14 @@ class HeldPolls:
     """
 
     def __init__(self) -> None:
-        self._handlers: set[EventsHandler] = set()
-        self._empty = asyncio.Event()
-        self._empty.set()
+        super().__init__()
         self.draining = False
-
-    def __len__(self) -> int:
-        return len(self._handlers)
-
-    def add(self, handler: EventsHandler) -> None:
-        self._handlers.add(handler)
-        self._empty.clear()
-
-    def discard(self, handler: EventsHandler) -> None:
-        self._handlers.discard(handler)
-        if not self._handlers:
-            self._empty.set()
 
     def release(self) -> None:
         """The server drains: answer every held poll now, and hold none from here on."""
         self.draining = True
         for handler in list(self._handlers):
             handler.release()
-
-    async def wait_answered(self, timeout: float) -> bool:
-        """True once every poll's answer has been sent; False if some were still open after `timeout` s."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._empty.wait()
-        except TimeoutError:
-            return False
-        return True
 
 
 class EventsHandler(EventsAccess):

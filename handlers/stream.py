@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from typing import Generic, TypeVar
 
 from tornado.iostream import IOStream, StreamClosedError
 
@@ -13,6 +14,8 @@ from core.errors import InvalidInput
 from core.events import CONNECTED, Event, make_event
 from handlers.base import BaseHandler
 from workflow.eventlog import CloseReason, Subscription
+
+H = TypeVar("H")  # the handler a tracker keeps
 
 log = logging.getLogger("orchestrator.stream")
 EVENT_ID = re.compile(r"^[0-9]{1,19}$")
@@ -29,34 +32,39 @@ def parse_event_id(raw: str, name: str) -> int:
     return int(raw)
 
 
-class OpenStreams:
-    """The streams still being written, so a shutdown can let them end cleanly before closing sockets."""
+class OpenRequests(Generic[H]):
+    """Requests still being answered (streams, held polls), so a shutdown can let them end cleanly
+    before it closes the sockets."""
 
     def __init__(self) -> None:
-        self._handlers: set[RunHandler] = set()
+        self._handlers: set[H] = set()
         self._empty = asyncio.Event()
         self._empty.set()
 
     def __len__(self) -> int:
         return len(self._handlers)
 
-    def add(self, handler: RunHandler) -> None:
+    def add(self, handler: H) -> None:
         self._handlers.add(handler)
         self._empty.clear()
 
-    def discard(self, handler: RunHandler) -> None:
+    def discard(self, handler: H) -> None:
         self._handlers.discard(handler)
         if not self._handlers:
             self._empty.set()
 
     async def wait_closed(self, timeout: float) -> bool:
-        """True once every stream has ended; False if some were still open after `timeout` s."""
+        """True once every one has ended; False if some were still open after `timeout` s."""
         try:
             async with asyncio.timeout(timeout):
                 await self._empty.wait()
         except TimeoutError:
             return False
         return True
+
+
+class OpenStreams(OpenRequests["RunHandler"]):
+    """The streams still being written."""
 
 
 class EventsAccess(BaseHandler):
