@@ -85,7 +85,8 @@ async def test_run_streams_every_step_then_final_with_the_contract_fields(api, h
 
     final = events[-1].json
     result = final["data"]["result"]
-    assert set(result) == {"lesson", "images", "summary", "duration", "completed_at"}
+    assert set(result) == {"lesson", "images", "summary", "duration", "completed_at", "metadata"}
+    assert result["metadata"] == {"provider": "builtin", "model": None}  # who wrote it: no model
     assert result["lesson"].startswith("# Photosynthesis")
     assert "Photosynthesis" in result["summary"] or "photosynthesis" in result["summary"]
     assert isinstance(result["duration"], int) and result["duration"] > 0  # nanoseconds
