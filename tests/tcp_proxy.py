@@ -94,6 +94,8 @@ class CuttingProxy:
                     data = connection_close(data)
             if not self._send(sink, data):
                 break
+        with self._lock:
+            state["client_gone"] = True  # set before the upstream hears of it, so before it can end
         self._half_close(sink)
 
     def _responses(self, source: socket.socket, sink: socket.socket, state: dict[str, Any]) -> None:
@@ -179,8 +181,9 @@ class BufferingProxy(CuttingProxy):
     it ends, then relays it whole, as a buffering proxy does; every other response passes as it comes.
 
     Each request goes on with `Connection: close` (a response ends with its connection). `released`
-    keeps, for each stream let go, how many requests had come by then, so a test can tell which
-    requests (in `requests`) were made while a stream was still held.
+    keeps, for each stream let go to a client still there, how many requests had come by then, so a
+    test can tell which requests (in `requests`) were made while a stream was still held. A stream
+    that ends because its client gave up on it (and so closed it) is never let go to anyone.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -195,7 +198,8 @@ class BufferingProxy(CuttingProxy):
             while data := self._recv(source):
                 held += data
             with self._lock:
-                self.released.append(len(self.requests))
+                if not state.get("client_gone"):
+                    self.released.append(len(self.requests))
         if held and self._send(sink, held):
             super()._responses(source, sink, state)  # the rest, as it comes
         else:
