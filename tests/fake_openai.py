@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import tornado.httpserver
 import tornado.iostream
+import tornado.testing
 import tornado.web
 import ujson
 
@@ -105,6 +110,7 @@ class Seen:
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[Seen] = []
+        self.url = ""  # set by whoever serves it
         self.chunk_delay = 0.0  # seconds between chunks, as a model's tokens come (0: all at once)
         self._script: list[tuple[str | None, Reply]] = []
 
@@ -128,6 +134,42 @@ class FakeOpenAI:
                 (r"/v1/images/generations", ImageHandler, {"fake": self}),
             ]
         )
+
+
+@contextlib.contextmanager
+def fake_in_thread() -> Iterator[FakeOpenAI]:
+    """A FakeOpenAI on a free loopback port, served by an event loop of its own in a thread, for
+    tests whose own thread is busy elsewhere (driving a browser, say); its `url` ends in /v1."""
+    fake = FakeOpenAI()
+    sock, port = tornado.testing.bind_unused_port()
+    fake.url = f"http://127.0.0.1:{port}/v1"
+    loop = asyncio.new_event_loop()
+    serving = threading.Event()
+    servers: list[tornado.httpserver.HTTPServer] = []
+
+    async def serve() -> None:
+        server = tornado.httpserver.HTTPServer(fake.app())
+        server.add_socket(sock)
+        servers.append(server)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve())
+        serving.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not serving.wait(10):
+        raise RuntimeError("the fake model server did not start")
+    try:
+        yield fake
+    finally:
+        loop.call_soon_threadsafe(servers[0].stop)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        if not thread.is_alive():
+            loop.close()
 
 
 def classify(body: dict[str, Any]) -> str:

@@ -4,20 +4,27 @@ wrote the lesson, the quiz, phones, printing and the controls. Against live serv
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser import chromium
+from tests.fake_openai import fake_in_thread
 from tests.live import assert_images_loaded, get_json, live_server, run_to_completion, step_outputs
+from tests.server_process import ServerProcess
+from tests.tcp_proxy import CuttingProxy
 from tests.test_web_page import Tab, generate, step, step_texts
 
 RUN = 30_000  # ms any run here may take, start to lesson
 server = live_server()
 # About 3 s a run, so the page can be caught while a step is still being written.
 paced_server = live_server("--pace=3000")
+MODEL = "fake-tutor-1"
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 NARROW = {"viewport": {"width": 360, "height": 740}}
 HANDLERS = ["onerror", "onclick", "onload", "onmouseover", "onfocus"]
@@ -28,6 +35,20 @@ XSS_TOPIC = (
     "<div onmouseover='window.__xss=5'>block</div> [run me](javascript:window.__xss=6) "
     "[vb](vbscript:msgbox(1)) [data](data:text/html,x) ![pixel](https://tracker.example/p.png)"
 )
+
+
+@pytest.fixture(scope="module")
+def model_server() -> Iterator[ServerProcess]:
+    """A server whose lessons a language model writes: a fake one, over real HTTP (tests/fake_openai.py)."""
+    with fake_in_thread() as fake:
+        process = ServerProcess(
+            "--provider=openai",
+            f"--llm_base_url={fake.url}",
+            f"--llm_model={MODEL}",
+            env={"ORCH_LLM_API_KEY": "sk-test"},
+        )
+        yield process
+        process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +304,120 @@ def test_a_blank_topic_says_so_and_starts_nothing(server, tab):
     expect(page.locator("#topic")).to_be_focused()
     expect(page.locator("#run")).to_be_hidden()
     expect(page).to_have_url(server.url + "/")
+
+
+def test_a_model_written_lesson_names_its_model_and_carries_no_offline_notice(model_server, tab):
+    page = tab.page
+    session_id = generate(page, model_server.url, "tides")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    expect(page.locator("#lesson h1")).to_have_text("Tides and the Moon")
+    note = page.locator("#provider-note")
+    expect(note).to_have_attribute("data-provider", "openai")
+    expect(note).to_have_text(
+        f"Written by the language model {MODEL}, through the service's openai provider. "
+        "Models can be wrong: check what matters."
+    )
+    expect(note).not_to_contain_text("built-in")
+    metadata = get_json(model_server.url, f"/api/sessions/{session_id}")["metadata"]
+    assert (metadata["provider"], metadata["model"]) == ("openai", MODEL)
+
+
+def test_the_downloaded_archive_opens_offline_with_working_diagrams(server, tab, tmp_path: Path):
+    page = tab.page
+    generate(page, server.url, "photosynthesis")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    with page.expect_download() as download:
+        page.locator("#downloads a", has_text="Lesson (.zip)").click()
+    assert download.value.suggested_filename == "photosynthesis.zip"
+    with zipfile.ZipFile(download.value.path()) as archive:
+        names = sorted(archive.namelist())
+        archive.extractall(tmp_path)
+    images = [name for name in names if name.startswith("images/")]
+    assert names == sorted(["lesson.md", "lesson.html", *images]) and len(images) == 2, names
+    markdown = (tmp_path / "lesson.md").read_text()
+    assert "/api/sessions/" not in markdown  # nothing left that needs the service
+    for name in images:
+        assert f"]({name})" in markdown
+    # The web page in the archive, opened from disk with the service out of reach, shows its diagrams.
+    offline = tab.context.new_page()
+    offline.goto((tmp_path / "lesson.html").as_uri())
+    expect(offline).to_have_title("Photosynthesis")
+    expect(offline.locator("h1")).to_have_text("Photosynthesis")
+    shown = offline.locator("img")
+    expect(shown).to_have_count(2)
+    for image in shown.all():
+        assert image.evaluate("i => i.decode().then(() => i.naturalWidth)") > 0
+
+
+def test_a_long_lesson_has_contents_that_take_the_reader_to_each_section(server, tab):
+    page = tab.page
+    generate(page, server.url, "the water cycle")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    sections = page.locator("#lesson h2").all_text_contents()
+    assert len(sections) >= 5, sections
+    toc = page.get_by_role("navigation", name="Contents")
+    expect(toc).to_be_visible()
+    expect(toc.locator("a")).to_have_text(sections)
+    address = page.url
+    toc.get_by_role("link", name="Summary").click()
+    summary = page.locator("#lesson h2").last
+    expect(summary).to_be_in_viewport()
+    expect(summary).to_be_focused()
+    expect(toc).not_to_be_in_viewport()  # the page really moved down to it
+    assert page.url == address  # the address still names the session
+    page.emulate_media(media="print")
+    expect(toc).to_be_hidden()  # printed, the lesson alone
+
+
+def test_the_recent_list_follows_a_lesson_written_elsewhere_without_a_refresh(server, tab):
+    page = tab.page
+    # Made by another client and not started yet: it waits, as "Starting", until someone starts it.
+    session_id = requests.post(
+        f"{server.url}/api/sessions", json={"topic": "plate tectonics"}, timeout=10
+    ).json()["id"]
+    page.goto(server.url + "/")
+    pill = page.locator(f'.recent-item[data-session="{session_id}"] .pill')
+    expect(pill).to_have_text("Starting")
+    requests.post(f"{server.url}/api/sessions/{session_id}/start", timeout=10).raise_for_status()
+    expect(pill).to_have_text("Completed", timeout=RUN)  # nobody pressed Refresh
+
+
+ANNOUNCEMENTS = """() => {
+    window.__announced = [];
+    document.addEventListener('DOMContentLoaded', () => {
+        const announcer = document.getElementById('announcer');
+        new MutationObserver(() => {
+            if (announcer.textContent) window.__announced.push(announcer.textContent);
+        }).observe(announcer, { childList: true, characterData: true, subtree: true });
+    });
+}"""
+
+
+def test_each_step_is_announced_to_screen_readers_as_it_completes(server, tab):
+    page = tab.page
+    page.add_init_script(f"({ANNOUNCEMENTS})()")
+    generate(page, server.url, "photosynthesis")
+    expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    expect(page.locator("#announcer")).to_have_text("The lesson is ready.")
+    titles = page.locator(".step-title").all_text_contents()
+    announced = page.evaluate("window.__announced")
+    assert len(announced) == 6, announced
+    for number, (title, said) in enumerate(zip(titles, announced, strict=False), start=1):
+        assert re.fullmatch(rf"Step {number} of 5, {re.escape(title)}: done in \d+(\.\d)? m?s\.", said), said
+    assert announced[-1] == "The lesson is ready."
+
+
+def test_cancel_cannot_be_pressed_while_the_service_is_out_of_reach(paced_server, tab):
+    page = tab.page
+    proxy = CuttingProxy(paced_server.port, cut_after=0, cuts=0)
+    try:
+        session_id = generate(page, proxy.url, "the French Revolution")
+        expect(step(page, "analyze-topic")).to_have_attribute("data-status", "running", timeout=RUN)
+        expect(page.locator("#cancel")).to_be_enabled()
+    finally:
+        proxy.close()  # the service is out of reach from the page from now on
+    expect(page.locator("#connection")).to_have_text("Connection lost. Reconnecting…")
+    expect(page.locator("#cancel")).to_be_disabled()
+    expect(page.locator("#cancel")).to_have_attribute("title", "Not connected to the service just now")
+    # The run goes on without the page, and nothing was cancelled.
+    assert get_json(paced_server.url, f"/api/sessions/{session_id}")["status"] in ("running", "completed")

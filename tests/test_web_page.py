@@ -108,9 +108,10 @@ def test_a_full_run_shows_five_completed_steps_then_the_lesson_with_its_images(s
     links = page.locator("#downloads a").evaluate_all(
         "as => as.map(a => [a.getAttribute('href'), a.download])"
     )
-    assert links == [[f"/api/sessions/{session_id}/lesson.md", ""]] + [
-        [url, ""] for url in result["images"].values()
-    ]
+    assert links == [
+        [f"/api/sessions/{session_id}/lesson.zip", ""],
+        [f"/api/sessions/{session_id}/lesson.md", ""],
+    ] + [[url, ""] for url in result["images"].values()]
     recent = page.locator(f'.recent-item[data-session="{session_id}"]')
     expect(recent).to_contain_text("photosynthesis")
     expect(recent).to_have_attribute("aria-current", "true")

@@ -18,6 +18,12 @@ const RUN_LABELS = {
 // What to tell a reader of a lesson the built-in provider wrote, and how to have a model write one.
 const CONNECT_MODEL = 'ORCH_LLM_API_KEY=sk-... make run ARGS="--provider=openai --llm_model=gpt-4o-mini"';
 const RECENT_LIMIT = 12;
+// While a listed lesson is still being written (by this page or anyone else), the list is read again
+// this often, so its statuses do not go stale until Refresh is pressed.
+const RECENT_REFRESH_MS = 5000;
+const UNFINISHED = new Set(['pending', 'queued', 'running']);
+// A lesson with at least this many sections gets a table of contents above it.
+const TOC_MIN_SECTIONS = 3;
 const KEY_STORAGE = 'orchestrator.apiKey';
 // Long polling in place of the event stream, where a proxy buffers or cuts streams. The service writes a
 // `connected` event the moment a stream opens, so a stream that shows nothing at all for STREAM_SILENCE_MS,
@@ -47,6 +53,8 @@ let streamsBlocked = false;
 let creating = false;
 // Object URLs made for the lesson on screen (its images, fetched with the API key), freed when it goes.
 let lessonBlobs = [];
+// The next reading of the recent list, while one of its lessons is unfinished.
+let recentTimer = 0;
 
 // -- formatting ----------------------------------------------------------------------------------
 
@@ -345,7 +353,7 @@ function openSession(id, { push = true, topic = '', streamUrl = '' } = {}) {
   clearLesson();
   $('banner').hidden = true;
   $('cancel').hidden = false;
-  showProvider('');
+  showProvider('', '');
   announce('');
   updateControls();
   setTopic(topic);
@@ -379,7 +387,7 @@ function updateControls() {
 }
 
 // Who wrote the lesson: the built-in provider's is a scaffold without facts, and the page says so.
-function showProvider(provider) {
+function showProvider(provider, model) {
   const note = $('provider-note');
   note.dataset.provider = provider;
   if (!provider) {
@@ -401,10 +409,14 @@ function showProvider(provider) {
     note.replaceChildren(head, how);
   } else {
     const line = document.createElement('p');
-    line.append('Written by a language model, through the service\'s ');
-    const code = document.createElement('code');
-    code.textContent = provider;
-    line.append(code, ' provider. Models can be wrong: check what matters.');
+    const code = (text) => {
+      const element = document.createElement('code');
+      element.textContent = text;
+      return element;
+    };
+    if (model) line.append('Written by the language model ', code(model), ', through the service\'s ', code(provider));
+    else line.append('Written by a language model, through the service\'s ', code(provider));
+    line.append(' provider. Models can be wrong: check what matters.');
     note.replaceChildren(line);
   }
   note.hidden = false;
@@ -466,7 +478,8 @@ async function describe(r) {
   const session = await response.json();
   if (r !== run) return false;
   setTopic(session.topic);
-  showProvider((session.metadata && session.metadata.provider) || '');
+  const metadata = session.metadata || {};
+  showProvider(metadata.provider || '', metadata.model || '');
   if (session.stream_url) r.streamUrl = session.stream_url;
   return true;
 }
@@ -767,8 +780,14 @@ function finish(r, status) {
 async function showResult(r, result) {
   $('total-time').textContent = formatMs(result.duration / 1e6);
   $('partial').hidden = !result.partial;
-  // `download` with no name: the service's Content-Disposition names the Markdown, the URL the images.
-  const links = [downloadLink(api(r.id, '/lesson.md'), 'Markdown', 'the lesson as a Markdown file')];
+  // `download` with no name: the service's Content-Disposition names the files, the URL the images.
+  // The zip reads offline (its Markdown and web page link the diagrams beside them); the Markdown
+  // file alone links them on this service.
+  const links = [
+    downloadLink(api(r.id, '/lesson.zip'), 'Lesson (.zip)',
+      'the lesson to read offline: Markdown and a web page, with the diagrams beside them'),
+    downloadLink(api(r.id, '/lesson.md'), 'Markdown', 'the lesson as a Markdown file (its diagrams stay links to this service)'),
+  ];
   for (const [name, url] of Object.entries(result.images || {})) {
     const label = name.replace(/\.[a-z0-9]+$/, '').replace(/-/g, ' ');
     links.push(downloadLink(url, label[0].toUpperCase() + label.slice(1), `the diagram ${name}`));
@@ -795,6 +814,7 @@ async function showResult(r, result) {
   $('lesson').replaceChildren(fragment);
   captionFigures($('lesson'));
   makeQuiz($('lesson'));
+  makeContents($('lesson'));
   $('result').hidden = false;
 }
 
@@ -802,6 +822,32 @@ function clearLesson() {
   lessonBlobs.forEach((url) => URL.revokeObjectURL(url));
   lessonBlobs = [];
   $('lesson').replaceChildren();
+  $('toc-list').replaceChildren();
+  $('toc').hidden = true;
+}
+
+// A long lesson gets a table of contents: one entry per section (its <h2>), each taking the reader
+// there and moving the focus with it. The address stays as it is: it names the session on screen.
+function makeContents(root) {
+  const headings = [...root.querySelectorAll('h2')];
+  if (headings.length < TOC_MIN_SECTIONS) return;
+  const items = headings.map((heading, index) => {
+    heading.id = `section-${index + 1}`;
+    heading.tabIndex = -1;
+    const link = document.createElement('a');
+    link.href = `#${heading.id}`;
+    link.textContent = heading.textContent;
+    link.addEventListener('click', (event) => {
+      event.preventDefault();
+      heading.scrollIntoView({ block: 'start' });
+      heading.focus({ preventScroll: true });
+    });
+    const li = document.createElement('li');
+    li.append(link);
+    return li;
+  });
+  $('toc-list').replaceChildren(...items);
+  $('toc').hidden = false;
 }
 
 async function authorizeImages(root) {
@@ -992,12 +1038,18 @@ function quizQuestion(li, number, key) {
 // -- recent sessions -----------------------------------------------------------------------------
 
 async function refreshRecent() {
-  let sessions = [];
+  let sessions;
   try {
     const response = await apiFetch(`/api/sessions?limit=${RECENT_LIMIT}`);
     if (response.ok) sessions = (await response.json()).sessions;
   } catch {
-    return; // the list is a convenience: keep what is shown
+    sessions = null;
+  }
+  if (!sessions) {
+    // The list is a convenience: keep what is shown, and try again while it shows unfinished lessons.
+    const shown = [...document.querySelectorAll('.recent-item .pill')].map((pill) => ({ status: pill.dataset.status }));
+    scheduleRecent(shown);
+    return;
   }
   const items = sessions.map((session) => {
     const button = document.createElement('button');
@@ -1022,6 +1074,14 @@ async function refreshRecent() {
   $('recent-list').replaceChildren(...items);
   $('recent-empty').hidden = items.length > 0;
   markActiveRecent();
+  scheduleRecent(sessions);
+}
+
+function scheduleRecent(sessions) {
+  clearTimeout(recentTimer);
+  if (sessions.some((session) => UNFINISHED.has(session.status))) {
+    recentTimer = setTimeout(refreshRecent, RECENT_REFRESH_MS);
+  }
 }
 
 function markActiveRecent() {
