@@ -75,8 +75,12 @@ redis:
 	    done; \
 	  else echo "redis-server is missing: sudo apt-get install redis-server, or the Redis store's tests and benchmarks skip"; fi; }
 
+# Two processes (pytest-xdist), one test file each at a time, so a file's servers and browser are
+# started once: the suite spends much of its time waiting on real servers, so two fit two cores.
+TEST_WORKERS ?= 2
+
 test: lint browser systemd redis
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 $(MODEL_PY):
 	$(PYTHON) -m venv $(MODEL_VENV)
