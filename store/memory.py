@@ -29,11 +29,15 @@ class MemoryStore(SessionStore):
         self._updated: dict[str, datetime] = {}
         self._created: dict[str, datetime] = {}
         self._owner: dict[str, str] = {}
+        self._counts: Counter[tuple[str, str]] = Counter()  # sessions by (owner, status), kept up to date
         self._events: dict[str, list[Event]] = {}
         self._images: dict[str, dict[str, StoredImage]] = {}
         self._deliveries: dict[str, Delivery] = {}  # by id, in the order they were added
 
     def _keep(self, session: Session) -> None:
+        if session.id in self._rows:
+            self._counts[self._owner[session.id], self._status[session.id].value] -= 1
+        self._counts[session.owner, session.status.value] += 1
         self._rows[session.id] = session_to_row(session)
         self._status[session.id] = session.status
         self._updated[session.id] = session.updated_at
@@ -67,6 +71,8 @@ class MemoryStore(SessionStore):
             del self._deliveries[delivery.id]
         self._events.pop(session_id, None)
         self._images.pop(session_id, None)
+        if session_id in self._rows:
+            self._counts[self._owner[session_id], self._status[session_id].value] -= 1
         self._status.pop(session_id, None)
         self._updated.pop(session_id, None)
         self._created.pop(session_id, None)
@@ -95,9 +101,11 @@ class MemoryStore(SessionStore):
         return [self._session(i) for i, status in self._status.items() if status in UNFINISHED]
 
     async def count(self, owner: str | None = None) -> dict[str, int]:
-        return dict(
-            Counter(s.value for i, s in self._status.items() if owner is None or self._owner[i] == owner)
-        )
+        counts: Counter[str] = Counter()
+        for (of, status), n in self._counts.items():
+            if n > 0 and (owner is None or of == owner):
+                counts[status] += n
+        return dict(counts)
 
     def append_events(
         self,

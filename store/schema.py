@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Events and images belong to their session: deleting the session deletes them, and a write for
 # a session that is gone fails instead of leaving orphans (foreign keys are on for every connection).
 EVENTS_TABLE = """
@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     owner TEXT NOT NULL DEFAULT ''  -- the API key (or client address) that created it
 );
 CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
+-- How many sessions each owner has in each status, kept by the triggers below, so that counting
+-- (on every create, for max_pending_per_client) does not read every session the owner ever had.
+CREATE TABLE IF NOT EXISTS session_counts (
+    owner TEXT NOT NULL,
+    status TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (owner, status)
+) WITHOUT ROWID;
 """
     + EVENTS_TABLE.format(name="events")
     + IMAGES_TABLE.format(name="images")
@@ -70,6 +78,25 @@ CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status, seq);
 # Made after any migration, since they may name columns an older file lacks.
 INDEXES = """
 CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (owner, status);
+CREATE TRIGGER IF NOT EXISTS session_counts_insert AFTER INSERT ON sessions BEGIN
+    INSERT INTO session_counts VALUES (NEW.owner, NEW.status, 1)
+        ON CONFLICT (owner, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS session_counts_delete AFTER DELETE ON sessions BEGIN
+    UPDATE session_counts SET n = n - 1 WHERE owner = OLD.owner AND status = OLD.status;
+END;
+CREATE TRIGGER IF NOT EXISTS session_counts_update AFTER UPDATE OF status, owner ON sessions
+WHEN OLD.status IS NOT NEW.status OR OLD.owner IS NOT NEW.owner BEGIN
+    UPDATE session_counts SET n = n - 1 WHERE owner = OLD.owner AND status = OLD.status;
+    INSERT INTO session_counts VALUES (NEW.owner, NEW.status, 1)
+        ON CONFLICT (owner, status) DO UPDATE SET n = n + 1;
+END;
+"""
+
+# Version 4 keeps session counts (made empty by the schema script): counted once from the sessions.
+COUNT_SESSIONS = """
+DELETE FROM session_counts;
+INSERT INTO session_counts SELECT owner, status, COUNT(*) FROM sessions GROUP BY owner, status;
 """
 
 # Version 1 had no foreign keys, no event type column and no owner. Orphans it may hold are dropped.
@@ -104,7 +131,7 @@ def prepare(connection: sqlite3.Connection) -> None:
         )
     elif int(row[0]) < SCHEMA_VERSION:
         # Version 3 added only the deliveries table, which the schema script has just made.
-        steps = MIGRATE_1_TO_2 if int(row[0]) == 1 else ""
+        steps = (MIGRATE_1_TO_2 if int(row[0]) == 1 else "") + COUNT_SESSIONS
         done = f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';"
         connection.executescript(f"BEGIN IMMEDIATE; {steps} {done} COMMIT;")
     connection.executescript(INDEXES)

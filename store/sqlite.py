@@ -233,11 +233,12 @@ class SQLiteStore(SessionStore):
         return await self._read(query)
 
     async def count(self, owner: str | None = None) -> dict[str, int]:
+        # From the counts the schema's triggers keep: a row per owner and status, not per session.
         params: tuple[str, ...] = ()
         if owner is None:
-            sql = "SELECT status, COUNT(*) FROM sessions GROUP BY status"
+            sql = "SELECT status, SUM(n) FROM session_counts GROUP BY status HAVING SUM(n) > 0"
         else:
-            sql, params = "SELECT status, COUNT(*) FROM sessions WHERE owner = ? GROUP BY status", (owner,)
+            sql, params = "SELECT status, n FROM session_counts WHERE owner = ? AND n > 0", (owner,)
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return dict(rows)
 

@@ -332,6 +332,28 @@ async def test_count_gives_the_number_of_sessions_in_each_status(store):
     }
 
 
+@pytest.mark.gen_test
+async def test_count_of_one_owner_follows_creates_status_changes_and_deletes(store):
+    def owned(owner: str, topic: str, status: SessionStatus = S.PENDING) -> Session:
+        return replace(Session.new(topic, owner=owner), status=status)
+
+    alice = await create_all(
+        store, owned("alice", "a1"), owned("alice", "a2"), owned("alice", "a3", S.COMPLETED)
+    )
+    await create_all(store, owned("bob", "b1"), owned("", "anonymous"))
+    assert await store.count("alice") == {"pending": 2, "completed": 1}
+    assert await store.count("bob") == {"pending": 1}
+    assert await store.count("") == {"pending": 1}
+    assert await store.count("nobody") == {}
+    await store.update(replace(alice[0], status=S.RUNNING))
+    await store.update(replace(alice[0], status=S.RUNNING))  # the same status again changes nothing
+    await store.delete(alice[1].id)
+    assert await store.count("alice") == {"running": 1, "completed": 1}
+    assert await store.count() == {"running": 1, "completed": 1, "pending": 2}
+    await store.delete(alice[1].id)  # a second delete of the same session counts nothing twice
+    assert await store.count("alice") == {"running": 1, "completed": 1}
+
+
 # -- deleting ----------------------------------------------------------------------------------
 
 
@@ -774,6 +796,33 @@ async def test_a_version_1_database_is_migrated_keeping_its_sessions_events_and_
         )
 
 
+@pytest.mark.gen_test
+async def test_a_version_3_database_gets_its_session_counts_from_the_sessions_it_has(tmp_path):
+    path = tmp_path / "store.db"
+    async with opened(path) as store:
+        for status in (S.PENDING, S.PENDING, S.COMPLETED):
+            await store.create(replace(Session.new("tides", owner="alice"), status=status))
+        await store.create(Session.new("anonymous"))
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.executescript(
+            f"BEGIN; {DROP_SESSION_COUNTS} UPDATE meta SET value = '3' WHERE key = 'schema_version'; COMMIT;"
+        )
+    async with opened(path) as store:
+        assert await store.count("alice") == {"pending": 2, "completed": 1}
+        assert await store.count() == {"pending": 3, "completed": 1}
+        await store.create(Session.new("volcanoes", owner="alice"))  # and kept from then on
+        assert await store.count("alice") == {"pending": 3, "completed": 1}
+
+
+# What version 4 added: the session counts and the triggers that keep them.
+DROP_SESSION_COUNTS = """
+    DROP TRIGGER session_counts_insert;
+    DROP TRIGGER session_counts_delete;
+    DROP TRIGGER session_counts_update;
+    DROP TABLE session_counts;
+"""
+
+
 def _downgrade_to_version_1(path: Path, orphan_of: str) -> None:
     """Rewrite the file as the first release laid it out: no foreign keys, event types or owners."""
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
@@ -791,6 +840,7 @@ def _downgrade_to_version_1(path: Path, orphan_of: str) -> None:
             INSERT INTO images_v1 SELECT * FROM images;
             DROP TABLE images;
             ALTER TABLE images_v1 RENAME TO images;
+            {DROP_SESSION_COUNTS}
             DROP INDEX sessions_by_owner;
             ALTER TABLE sessions DROP COLUMN owner;
             UPDATE meta SET value = '1' WHERE key = 'schema_version';
