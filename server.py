@@ -32,7 +32,7 @@ from handlers.page import PageHandler
 from handlers.poll import EventsHandler, HeldPolls
 from handlers.sessions import CancelHandler, ResultHandler, SessionHandler, SessionsHandler, StartHandler
 from handlers.stream import OpenStreams, RunHandler
-from listener import CappedHTTPServer, connection_cap, raise_open_file_limit
+from listener import CappedHTTPServer, connection_cap, event_loop, raise_open_file_limit
 from listener.systemd import notify_ready
 from listener.workers import reserve_port, supervise
 from store import MemoryStore, SessionStore
@@ -188,11 +188,12 @@ async def serve(
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     log.info(
-        "listening on http://%s:%d (provider %s, store %s)",
+        "listening on http://%s:%d (provider %s, store %s, loop %s)",
         settings.host,
         port,
         engine.provider.name,
         getattr(engine.store, "path", engine.store.kind),
+        event_loop.loop_name(),
     )
     upkeep = [
         PeriodicCallback(lambda: _sweep(engine), settings.sweep_interval * 1000),
@@ -283,8 +284,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"server.py: {exc}", file=sys.stderr)
         return 2
+    try:
+        event_loop.loop_factory(settings.event_loop)
+    except RuntimeError as exc:
+        print(f"server.py: {exc}", file=sys.stderr)
+        return 2
     if settings.workers == 1:
-        return asyncio.run(main(argv))
+        return event_loop.run(settings.event_loop, main(argv))
     if settings.store != "redis":
         print(
             f"server.py: workers: {settings.workers} processes need a store they can share; "
@@ -304,7 +310,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         for sock in reserved:
             sock.close()  # the parent's; this worker listens on a socket of its own
         sockets = bind(dataclasses.replace(settings, port=port), reuse_port=True)
-        return 1 if sockets is None else asyncio.run(main(argv, sockets))
+        return 1 if sockets is None else event_loop.run(settings.event_loop, main(argv, sockets))
 
     try:
         return supervise(settings.workers, worker)

@@ -138,6 +138,12 @@ class Settings:
     workers: int = option(
         1, "processes serving the port together (more than 1 needs store=redis, which they share)", minimum=1
     )
+    event_loop: str = option(
+        "auto",
+        "the asyncio event loop: uvloop when it is installed (auto), always asyncio's own (asyncio), "
+        "or uvloop (refusing to start without it)",
+        choices=("auto", "asyncio", "uvloop"),
+    )
     request_timeout: float = option(
         60.0, "seconds a client may take to send a request or sit idle between requests", minimum=0.1
     )

@@ -120,6 +120,38 @@ def test_help_lists_every_option():
         assert f"ORCH_{name.upper()}" in done.stdout
 
 
+@pytest.mark.parametrize(("args", "loop"), [((), "uvloop"), (("--event_loop=asyncio",), "asyncio")])
+def test_the_service_runs_on_uvloop_unless_told_to_use_asyncios_own_loop(args, loop):
+    server = ServerProcess(*args)
+    try:
+        assert f", loop {loop})" in server.log_text()
+        session_id = requests.post(f"{server.url}/api/sessions", json={"topic": "tides"}, timeout=10).json()[
+            "id"
+        ]
+        with requests.post(f"{server.url}/api/sessions/{session_id}/run", stream=True, timeout=30) as stream:
+            events = list(parse(stream.iter_content(chunk_size=None)))
+        ids = [int(event.id) for event in events if event.id]  # `connected` has none
+        assert ids == list(range(1, len(ids) + 1)) and len(ids) > 100
+        assert ujson.loads(events[-1].data)["type"] == "final"
+    finally:
+        server.kill()
+
+
+def test_uvloop_asked_for_but_missing_stops_the_start_with_a_message(tmp_path):
+    # A uvloop that cannot be imported, first on the path: as if it were not installed.
+    (tmp_path / "uvloop.py").write_text("raise ImportError('no uvloop here')\n")
+    done = subprocess.run(
+        [sys.executable, "server.py", "--event_loop=uvloop", "--port=0"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**_clean_env(), "PYTHONPATH": str(tmp_path)},
+    )
+    assert done.returncode == 2
+    assert "event_loop=uvloop, but uvloop cannot be imported: no uvloop here" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
