@@ -1,7 +1,10 @@
 """`make bench`: runs every benchmark against real server processes and prints its figures.
 
-`python -m bench` runs them all; `python -m bench NAME [OPTIONS]` runs one, with its options
-(`make bench ARGS="instances --rounds 5"`). Options without a name are e2e's, as they always were.
+`python -m bench` runs them all: e2e, instances, then compare (this service against a minimal
+Starlette + sse-starlette + uvicorn server of the same contract, bench/reference.py, with the
+issue's targets); `python -m bench NAME [OPTIONS]` runs one, with its options
+(`make bench ARGS="instances --rounds 5"`, `python -m bench compare --idle-streams 50000`).
+Options without a name are e2e's, as they always were.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from bench import e2e, instances
+from bench import compare, e2e, instances
 
 BENCHMARKS: dict[str, Callable[[Sequence[str]], Awaitable[None]]] = {
     "e2e": e2e.run_all,
     "instances": instances.run_all,
+    "compare": compare.run_all,
 }
 
 
@@ -25,6 +29,8 @@ async def run(argv: Sequence[str]) -> None:
     await e2e.run_all(argv)
     print()
     await instances.run_all([])
+    print()
+    await compare.run_all([])
 
 
 def main() -> int:

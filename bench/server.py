@@ -1,4 +1,4 @@
-"""Starts server.py as a child process for a benchmark, on a free port, with its log in a file."""
+"""Starts server.py, or another server a benchmark needs, as a child process on a free port."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -20,33 +21,25 @@ STOP_TIMEOUT = 40.0
 UNLIMITED = ("--rate_limit=", "--create_rate_limit=", "--max_pending_per_client=1000000")
 
 
-class BenchServer:
-    """server.py at pace 0 on the memory store, or on SQLite at `db`; it logs to `log`."""
+class ChildServer:
+    """The command `argv`, run from the project; it must log `listening on http://HOST:PORT` to
+    stderr, which goes to `log`."""
 
-    def __init__(self, log: Path, db: Path | None = None) -> None:
-        # The figures are for the defaults, so settings left in this shell's environment stay out.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-        store = ["--store=sqlite", f"--db_path={db}"] if db else ["--store=memory"]
+    def __init__(self, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> None:
+        self.argv = list(argv)
         self.log = log
         # A file, not a pipe: nothing has to keep reading the log while the benchmark runs.
         with log.open("wb") as sink:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "server.py",
-                    "--port=0",
-                    "--pace=0",
-                    "--log_format=text",
-                    *UNLIMITED,
-                    *store,
-                ],
+                self.argv,
                 cwd=PROJECT,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=sink,
             )
-        self.url = f"http://127.0.0.1:{self._wait_for_port()}"
+        self.port = self._wait_for_port()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + START_TIMEOUT
@@ -56,10 +49,23 @@ class BenchServer:
                 return int(match.group(1))
             time.sleep(0.05)
         self.terminate()
-        raise RuntimeError(f"server.py did not start; its log:\n{self.log.read_text(errors='replace')}")
+        command = " ".join(self.argv[1:3])
+        raise RuntimeError(f"{command} did not start; its log:\n{self.log.read_text(errors='replace')}")
 
     def terminate(self) -> int:
         """Stop it as an operator would (SIGTERM) and wait for it to exit; its exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(STOP_TIMEOUT)
+
+
+class BenchServer(ChildServer):
+    """server.py at pace 0 on the memory store, or on SQLite at `db`; it logs to `log`. Options in
+    `extra` come last, so they win over these (`--pace=600`)."""
+
+    def __init__(self, log: Path, db: Path | None = None, extra: Sequence[str] = ()) -> None:
+        # The figures are for the defaults, so settings left in this shell's environment stay out.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+        store = ["--store=sqlite", f"--db_path={db}"] if db else ["--store=memory"]
+        command = [sys.executable, "server.py", "--port=0", "--pace=0", "--log_format=text"]
+        super().__init__([*command, *UNLIMITED, *store, *extra], log, env)
