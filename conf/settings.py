@@ -313,7 +313,12 @@ class Settings:
     shutdown_timeout: float = option(
         30.0, "seconds running sessions get to finish on SIGTERM before they are interrupted", minimum=0
     )
-    heartbeat_interval: float = option(15.0, "seconds between SSE heartbeat comments", minimum=0.01)
+    heartbeat_interval: float = option(
+        15.0,
+        "seconds a stream may be silent before it gets an SSE heartbeat comment (one timer checks "
+        "every stream each half interval, so it comes within 1 to 1.5 intervals)",
+        minimum=0.01,
+    )
     sse_retry: int = option(3000, "reconnect delay sent to EventSource clients, in milliseconds", minimum=0)
     poll_max_wait: float = option(
         30.0,

@@ -11,7 +11,7 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from core import metrics
 from core.errors import InvalidInput
-from core.events import CONNECTED, Event, make_event
+from core.events import CONNECTED, make_event
 from handlers.base import BaseHandler
 from workflow.eventlog import CloseReason, Subscription
 
@@ -64,7 +64,33 @@ class OpenRequests(Generic[H]):
 
 
 class OpenStreams(OpenRequests["RunHandler"]):
-    """The streams still being written."""
+    """The streams still being written, and their heartbeats.
+
+    One timer for all of them, every half `heartbeat_interval`, wakes each stream that has sent
+    nothing for `heartbeat_interval` s to send a heartbeat comment: so a silent stream gets one
+    within 1 to 1.5 intervals of its last write, and no stream keeps a timer of its own.
+    """
+
+    def __init__(self, heartbeat_interval: float) -> None:
+        super().__init__()
+        self.heartbeat_interval = heartbeat_interval
+        self._ticker: asyncio.TimerHandle | None = None
+
+    def add(self, handler: RunHandler) -> None:
+        super().add(handler)
+        if self._ticker is None:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        self._ticker = asyncio.get_running_loop().call_later(self.heartbeat_interval / 2, self._tick)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        now = asyncio.get_running_loop().time()
+        for handler in list(self._handlers):
+            handler.heartbeat_if_silent(now, self.heartbeat_interval)
+        if self._handlers:
+            self._schedule()
 
 
 class EventsAccess(BaseHandler):
@@ -107,7 +133,9 @@ class RunHandler(EventsAccess):
 
     subscription: Subscription | None = None
     streamed = False  # answered with an event stream (the request metrics time it apart)
-    _waiter: asyncio.Future[list[Event]] | None = None
+    _waiter: asyncio.Future[None] | None = None
+    _last_sent = 0.0  # the loop's time of the last write
+    _heartbeat_due = False
 
     async def post(self, session_id: str) -> None:
         await self._stream(session_id, after_id=0, must_start=True)
@@ -153,30 +181,44 @@ class RunHandler(EventsAccess):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # let nginx pass events through unbuffered
+        # Made, sent and let go: nothing of it is kept for the life of the stream.
         connected = make_event(
             None, CONNECTED, subscription.session_id, {"last_event_id": subscription.after_id}
         )
         await self._send(f"retry: {self.config.sse_retry}\n\n".encode() + connected.frame)
+        del connected
         while True:
-            waiter = self._waiter = asyncio.ensure_future(subscription.next_batch())
-            done, _ = await asyncio.wait({waiter}, timeout=self.config.heartbeat_interval)
-            if not done:
-                waiter.cancel()
-                await self._send(b": heartbeat\n\n")
-                continue
-            batch = waiter.result()
-            if not batch:
+            # What is queued is sent without waiting; a wait is one future, woken by the
+            # subscription (events, its close) or by the streams' shared heartbeat timer.
+            batch = subscription.take()
+            if batch:
+                await self._send(b"".join(event.frame for event in batch))
+                metrics.EVENTS_DELIVERED.inc(len(batch))
+                if batch[-1].terminal:
+                    return
+            elif subscription.closed:
                 if subscription.closed_reason == CloseReason.SHUTDOWN:
                     await self._send(b": the server is shutting down; reconnect later\n\n")
                 return
-            await self._send(b"".join(event.frame for event in batch))
-            metrics.EVENTS_DELIVERED.inc(len(batch))
-            if batch[-1].terminal:
-                return
+            elif self._heartbeat_due:
+                self._heartbeat_due = False
+                await self._send(b": heartbeat\n\n")
+            else:
+                self._waiter = subscription.ready()
+                await self._waiter
+                self._waiter = None
+
+    def heartbeat_if_silent(self, now: float, interval: float) -> None:
+        """Called by the shared heartbeat timer: wake this stream for a heartbeat if it has been
+        silent for `interval` s."""
+        if self.subscription is not None and now - self._last_sent >= interval:
+            self._heartbeat_due = True
+            self.subscription.wake()
 
     async def _send(self, data: bytes) -> None:
         """Write and wait for the client to take it, but not forever: a reader that stalls is cut off."""
         self.write(data)
+        self._last_sent = asyncio.get_running_loop().time()
         try:
             await asyncio.wait_for(self.flush(), timeout=self.config.flush_timeout)
         except TimeoutError:

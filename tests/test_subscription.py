@@ -70,3 +70,28 @@ async def test_a_waiting_reader_wakes_for_the_next_event():
     assert not waiter.done()
     subscription.offer(events(1, 1)[0])
     assert [e.id for e in await asyncio.wait_for(waiter, 5)] == [1]
+
+
+@pytest.mark.gen_test
+async def test_a_wait_is_one_future_woken_by_an_event_a_close_or_a_heartbeat_and_cancellable():
+    subscription = Subscription("s", limit=10)
+    assert subscription.take() == []
+    waiting = subscription.ready()
+    assert not waiting.done()
+    subscription.offer(events(1, 1)[0])
+    assert waiting.done()
+    assert subscription.ready().done()  # something to take already: no wait at all
+    assert [e.id for e in subscription.take()] == [1]
+
+    woken = subscription.ready()
+    subscription.wake()  # the heartbeat timer's nudge: woken with nothing to take
+    assert woken.done() and subscription.take() == []
+
+    cancelled = subscription.ready()
+    cancelled.cancel()  # the reader went away mid-wait
+    subscription.offer(events(2, 2)[0])  # and the next event does not trip over its wait
+    assert [e.id for e in subscription.take()] == [2]
+
+    closing = subscription.ready()
+    subscription.close()
+    assert closing.done() and subscription.ready().done()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
@@ -41,9 +40,13 @@ class Subscription:
         self.on_cut_off: Callable[[], None] | None = None
         # Set by whoever reads the subscription: False once the reader's connection is gone.
         self.reader_alive: Callable[[], bool] = lambda: True
-        self._pending: deque[Event] = deque()
+        # A list, swapped out whole when taken: an idle reader holds an empty list (a deque would
+        # hold a 64-slot block for its whole life).
+        self._pending: list[Event] = []
         self._backlog = 0  # replayed events still queued; they do not count against the limit
-        self._wakeup = asyncio.Event()
+        # The reader's wait, while it waits: one future per wait, and nothing at all while it does
+        # not (most streams are idle most of the time; this is their whole per-stream wake-up cost).
+        self._waiter: asyncio.Future[None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -54,15 +57,14 @@ class Subscription:
 
         Called once, before the reader takes its first batch.
         """
-        live = list(self._pending)
-        self._pending.clear()
+        live, self._pending = self._pending, []
         self.last_id = self.after_id
         backlog = list(backlog)
         for event in [*backlog, *live]:
             self._queue(event)
         self._backlog = len(backlog)
         if self._pending:
-            self._wakeup.set()
+            self.wake()
 
     def offer(self, event: Event) -> None:
         """Called by the publisher for every new event; O(1) and never blocks."""
@@ -75,7 +77,7 @@ class Subscription:
                 self.on_cut_off()
             return
         if self._queue(event):
-            self._wakeup.set()
+            self.wake()
 
     def _queue(self, event: Event) -> bool:
         if event.id is not None and event.id <= self.last_id:
@@ -88,16 +90,36 @@ class Subscription:
     def close(self, reason: CloseReason = CloseReason.READER_GONE) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
-        self._wakeup.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """End the reader's wait (`ready()`), if it is waiting: for events, a close, or a heartbeat."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def ready(self) -> asyncio.Future[None]:
+        """A future that completes once there is something to `take()`, the subscription closes, or
+        `wake()` is called; already complete if one of the first two holds now. Cancelling it is
+        how a reader stops waiting."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self._pending or self.closed:
+            waiter.set_result(None)
+        else:
+            self._waiter = waiter
+        return waiter
+
+    def take(self) -> list[Event]:
+        """Every event queued so far, without waiting: none if there are none, or once the reader
+        was cut off for falling behind."""
+        if self.closed_reason == CloseReason.OVERFLOW or not self._pending:
+            return []
+        batch, self._pending = self._pending, []
+        self._backlog = 0
+        return batch
 
     async def next_batch(self) -> list[Event]:
         """Every event queued so far (waiting for at least one); empty once the subscription is closed."""
         while not self._pending and not self.closed:
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        if self.closed_reason == CloseReason.OVERFLOW:
-            return []
-        batch = list(self._pending)
-        self._pending.clear()
-        self._backlog = 0
-        return batch
+            await self.ready()
+        return self.take()
