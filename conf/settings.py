@@ -329,6 +329,12 @@ class Settings:
     subscriber_buffer: int = option(
         2000, "events one stream may fall behind before it is cut off (it can resume)", minimum=1
     )
+    replay_cache: int = option(
+        32,
+        "MiB of the latest events kept in memory on the SQLite store, so streams that attach or "
+        "resume are replayed without reading the database (0: none; other stores read their own)",
+        minimum=0,
+    )
     flush_timeout: float = option(
         30.0, "seconds a stream may take to accept a write before it is cut off", minimum=0.01
     )
@@ -409,6 +415,8 @@ class Settings:
         return EngineOptions(
             step_timeout=self.step_timeout,
             subscriber_buffer=self.subscriber_buffer,
+            # The memory store's reads are in memory already; Redis has its own log (of all instances).
+            replay_cache_bytes=self.replay_cache * 1024 * 1024 if self.store == "sqlite" else 0,
             retention=self.retention,
             pending_ttl=self.pending_ttl,
             max_sessions=self.max_sessions,

@@ -67,7 +67,7 @@ class Engine:
         self.provider = provider
         self.images = images or DiagramImages()
         self.options = options
-        self.log = event_log or LocalEventLog(store, options.subscriber_buffer)
+        self.log = event_log or LocalEventLog(store, options.subscriber_buffer, options.replay_cache_bytes)
         self.log.on_cancel_request = self._cancel_requested
         self.webhooks = webhooks
         self.on_outbox: Callable[[], None] | None = None  # told once new deliveries are committed

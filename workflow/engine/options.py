@@ -12,6 +12,7 @@ from workflow.steps.sink import UsagePolicy
 class EngineOptions:
     step_timeout: float  # seconds one step may run
     subscriber_buffer: int  # events one stream may fall behind before it is cut off
+    replay_cache_bytes: int  # the latest events kept in memory to serve replays (0: none)
     retention: float  # seconds a finished session is kept
     pending_ttl: float  # seconds a session nobody runs is kept
     max_sessions: int

@@ -81,7 +81,7 @@ class FanOutEventLog(EventLog):
         self._subscribers.setdefault(session_id, set()).add(subscription)
         self._watch(session_id, after_id)
         try:
-            subscription.prime(await self.store.events_after(session_id, after_id))
+            subscription.prime(await self.read_after(session_id, after_id))
         except BaseException:
             self.unsubscribe(subscription)
             raise

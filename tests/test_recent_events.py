@@ -1,0 +1,97 @@
+"""The in-memory tail of recent events: it replays exactly what the store would, or says it cannot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core.events import Event, make_event
+from tests.test_stream import run_to_end
+from workflow.eventlog.recent import EVENT_OVERHEAD, RecentEvents
+
+
+def event(session_id: str, event_id: int, text: str = "x") -> Event:
+    return make_event(event_id, "step-delta", session_id, {"delta": text, "progress": 0})
+
+
+def ids(events: list[Event] | None) -> list[int | None] | None:
+    return None if events is None else [e.id for e in events]
+
+
+def test_a_session_seen_from_its_first_event_is_replayed_from_anywhere():
+    recent = RecentEvents(1 << 20)
+    for i in range(1, 6):
+        recent.add(event("a", i))
+    assert ids(recent.after("a", 0)) == [1, 2, 3, 4, 5]
+    assert ids(recent.after("a", 3)) == [4, 5]
+    assert ids(recent.after("a", 5)) == []
+    assert ids(recent.after("a", 99)) == []
+    assert recent.after("unknown", 0) is None
+
+
+def test_a_session_seen_from_part_way_answers_only_from_there():
+    recent = RecentEvents(1 << 20)
+    for i in range(7, 10):  # resumed after a restart: this process saw it from event 7 on
+        recent.add(event("a", i))
+    assert recent.after("a", 0) is None and recent.after("a", 5) is None
+    assert ids(recent.after("a", 6)) == [7, 8, 9]
+
+
+def test_a_gap_starts_the_tail_again_so_nothing_missing_is_ever_answered():
+    recent = RecentEvents(1 << 20)
+    for i in (1, 2, 3, 5, 6):  # event 4 was never committed here
+        recent.add(event("a", i))
+    assert recent.after("a", 2) is None
+    assert ids(recent.after("a", 4)) == [5, 6]
+
+
+def test_the_sessions_touched_longest_ago_go_first_when_full():
+    one = len(event("a", 1).frame) + EVENT_OVERHEAD
+    recent = RecentEvents(one * 4)
+    recent.add(event("a", 1))
+    recent.add(event("b", 1))
+    recent.add(event("a", 2))  # a is touched last
+    recent.add(event("c", 1))
+    recent.add(event("c", 2))  # five events: b, the session touched longest ago, goes
+    assert recent.after("b", 0) is None
+    assert ids(recent.after("a", 0)) == [1, 2] and ids(recent.after("c", 0)) == [1, 2]
+    assert recent.size == one * 4
+
+
+def test_none_kept_when_turned_off():
+    recent = RecentEvents(0)
+    recent.add(event("a", 1))
+    assert recent.after("a", 0) is None and recent.size == 0
+
+
+def test_a_deleted_session_is_forgotten():
+    recent = RecentEvents(1 << 20)
+    recent.add(event("a", 1))
+    recent.forget("a")
+    recent.forget("a")
+    assert recent.after("a", 0) is None and recent.size == 0
+
+
+@pytest.mark.gen_test
+async def test_streams_of_a_session_run_here_are_replayed_from_memory_exactly_as_stored(
+    api: Any, http_port: int, engine: Any, store: Any
+):
+    session_id = await api.create()
+    live = await run_to_end(http_port, session_id)
+    reads: list[tuple[str, int]] = []
+    read_store = store.events_after
+
+    async def counted(session: str, after_id: int) -> list[Event]:
+        reads.append((session, after_id))
+        return await read_store(session, after_id)
+
+    store.events_after = counted
+    replayed = await run_to_end(http_port, session_id, "GET")
+    resumed = await run_to_end(http_port, session_id, "GET", headers={"Last-Event-ID": "100"})
+    stored = await read_store(session_id, 0)
+    payloads = [bytes(e.payload).decode() for e in stored]
+    assert [e.data for e in replayed[1:]] == [e.data for e in live[1:]] == payloads
+    assert [int(e.id) for e in resumed[1:]] == [e.id for e in stored[100:]]
+    # From memory on a store this process alone writes; a shared one (Redis) is read.
+    assert reads == ([(session_id, 0), (session_id, 100)] if store.shared else [])
