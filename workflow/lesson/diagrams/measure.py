@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -28,6 +29,13 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 
 def char_width(ch: str, font_size: float, *, bold: bool = False) -> float:
     """Estimated advance width of one character in a sans-serif font."""
+    return _char_width(ch, font_size, bold)
+
+
+# Labels use a handful of sizes and mostly the same few hundred characters: each width is worked
+# out (two Unicode table lookups) once, not once per character of every label of every diagram.
+@functools.lru_cache(maxsize=8192)
+def _char_width(ch: str, font_size: float, bold: bool) -> float:
     if _is_zero_width(ch):
         return 0.0
     if _is_wide(ch):
@@ -47,7 +55,7 @@ def char_width(ch: str, font_size: float, *, bold: bool = False) -> float:
 
 def text_width(text: str, font_size: float, *, bold: bool = False) -> float:
     """Estimated rendered width of a single line of text."""
-    return sum(char_width(ch, font_size, bold=bold) for ch in text)
+    return sum([_char_width(ch, font_size, bold) for ch in text])
 
 
 def clean_text(text: str | None) -> str:
@@ -55,6 +63,7 @@ def clean_text(text: str | None) -> str:
     return " ".join(_XML_INVALID.sub("", text or "").split())
 
 
+@functools.lru_cache(maxsize=8192)
 def _is_wide(ch: str) -> bool:
     return unicodedata.east_asian_width(ch) in ("W", "F")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 from workflow.providers.builtin.texts import FALLBACK_CATEGORY
 
@@ -150,25 +151,29 @@ def subject_phrase(text: str) -> str:
     return shorten(text, PROSE_LIMIT)
 
 
-def _keyword_hits(keyword: str, words: Sequence[str], padded: str) -> bool:
+def _keyword_hits(keyword: str, words: Sequence[str], word_set: AbstractSet[str], padded: str) -> bool:
     """Single ASCII words match a whole word, its plural, or (for stems of five or more letters) any word
     starting with the stem; keywords with a space or non-ASCII letters match as substrings."""
     if " " in keyword:
         return any(f" {keyword}{plural} " in padded for plural in _PLURALS)
     if not keyword.isascii():
         return keyword in padded  # scripts without spaces, and inflected non-English words
-    return any(
-        word in (keyword + plural for plural in _PLURALS) or (len(keyword) >= 5 and word.startswith(keyword))
-        for word in words
-    )
+    # The whole-word forms by set lookup (the keyword lists are long, the topic's words few).
+    if any(keyword + plural in word_set for plural in _PLURALS):
+        return True
+    return len(keyword) >= 5 and any(word.startswith(keyword) for word in words)
 
 
 def classify(text: str, keywords: Mapping[str, Sequence[str]]) -> str:
     """The category whose keywords the topic matches most; ties go to the one that comes first."""
     folded = text.casefold()
     words = re.findall(r"\w+", folded)
+    word_set = frozenset(words)
     padded = f" {' '.join(words)} "
-    scores = {slug: sum(_keyword_hits(k, words, padded) for k in listed) for slug, listed in keywords.items()}
+    scores = {
+        slug: sum(_keyword_hits(k, words, word_set, padded) for k in listed)
+        for slug, listed in keywords.items()
+    }
     for pattern, slug, bonus in _FRAMING_BONUSES:
         if pattern.search(folded):
             scores[slug] += bonus
