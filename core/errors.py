@@ -88,6 +88,14 @@ class NotFound(OrchestratorError):
     pass
 
 
+class PendingLimitReached(OrchestratorError):
+    """A store refused a new session: its owner already holds `pending` sessions never run."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(f"the owner already has {pending} pending sessions")
+        self.pending = pending
+
+
 class SessionNotFound(NotFound):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"session {session_id} not found")

@@ -85,8 +85,10 @@ class SessionStore(ABC):
     shared: bool = False
 
     @abstractmethod
-    async def create(self, session: Session) -> None:
-        """Store a new session; its id must not be taken."""
+    async def create(self, session: Session, max_pending: int | None = None) -> None:
+        """Store a new session; its id must not be taken. With `max_pending`, refuse it
+        (PendingLimitReached) if its owner already has that many pending sessions: checked and
+        stored in one step, so creates made at once cannot pass the limit together."""
 
     @abstractmethod
     async def get(self, session_id: str) -> Session | None:

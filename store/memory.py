@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from core.errors import SessionNotFound
+from core.errors import PendingLimitReached, SessionNotFound
 from core.events import Event
 from core.models import Session, SessionStatus
 from core.store import FINISHED, UNFINISHED, Delivery, SessionStore, StoredImage
@@ -52,9 +52,12 @@ class MemoryStore(SessionStore):
         if session_id not in self._rows:
             raise SessionNotFound(session_id)
 
-    async def create(self, session: Session) -> None:
+    async def create(self, session: Session, max_pending: int | None = None) -> None:
         if session.id in self._rows:
             raise ValueError(f"session {session.id} exists already")
+        pending = self._counts[session.owner, SessionStatus.PENDING.value]
+        if max_pending is not None and pending >= max_pending:
+            raise PendingLimitReached(pending)
         self._keep(session)
         self._events[session.id] = []
         self._images[session.id] = {}

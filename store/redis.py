@@ -44,7 +44,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from core.errors import RunTakenOver, SessionNotFound, StoreUnavailable
+from core.errors import PendingLimitReached, RunTakenOver, SessionNotFound, StoreUnavailable
 from core.events import Event, dumps
 from core.models import Session, SessionStatus
 from core.store import FINISHED, UNFINISHED, Admission, Delivery, FleetQueue, SessionStore, StoredImage
@@ -262,6 +262,12 @@ if op == 'create' then
     -- The same row again is this write retried after its answer was lost; anything else is a clash.
     if redis.call('HGET', session_key(id), 'row') == row then return 2 end
     return redis.error_reply('EXISTS session ' .. id .. ' exists already')
+  end
+  -- ARGV[9]: the most pending sessions the owner may hold ('' for no limit), counted here, in the
+  -- step that stores the new one, so creates made at once cannot pass it together.
+  if ARGV[9] ~= '' then
+    local pending = tonumber(redis.call('HGET', p .. 'owner-count:' .. ARGV[6], 'pending') or '0')
+    if pending >= tonumber(ARGV[9]) then return redis.error_reply('PENDING ' .. pending) end
   end
   put(id, row, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   return 1
@@ -807,6 +813,8 @@ class RedisStore(SessionStore):
                 return False, SessionNotFound(write.session_id or "?")
             if code == "TAKEN":
                 return False, RunTakenOver(f"session {write.session_id}: {why}")
+            if code == "PENDING":
+                return False, PendingLimitReached(int(why))
             if code in ("EXISTS", "ORDER"):
                 return False, StoreUnavailable(f"refused by Redis at {self.url}: {why}")
             return False, self._unavailable("write to", result)
@@ -926,9 +934,10 @@ class RedisStore(SessionStore):
 
     # -- sessions ------------------------------------------------------------------------------
 
-    async def create(self, session: Session) -> None:
+    async def create(self, session: Session, max_pending: int | None = None) -> None:
         p = self.keys.prefix
-        await self._write("create", p, session.id, *_session_args(session), session_id=session.id)
+        limit = "" if max_pending is None else str(max_pending)
+        await self._write("create", p, session.id, *_session_args(session), limit, session_id=session.id)
 
     async def update(self, session: Session) -> None:
         args = _session_args(session)  # taken now: the session may change before the write runs

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.errors import SessionNotFound, StoreUnavailable
+from core.errors import PendingLimitReached, SessionNotFound, StoreUnavailable
 from core.events import Event
 from core.models import Session, SessionStatus, rfc3339, utcnow
 from core.store import FINISHED, UNFINISHED, Delivery, SessionStore, StoredImage
@@ -34,6 +34,7 @@ LAST_EVENT_ID = "SELECT COALESCE(MAX(id), 0) FROM events WHERE session_id = ?"
 INSERT_SESSION = f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 # Never an upsert: a write from a run or a cancel still in flight must not bring back a deleted row.
 UPDATE_SESSION = f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in COLUMNS[1:])} WHERE id = ?"
+COUNT_PENDING = "SELECT n FROM session_counts WHERE owner = ? AND status = 'pending'"
 INSERT_EVENTS = "INSERT INTO events (session_id, id, type, payload) VALUES (?, ?, ?, ?)"
 DELIVERY_COLUMNS = (
     "id, session_id, event_type, url, payload, created_at, next_attempt_at, attempts, status, "
@@ -175,9 +176,22 @@ class SQLiteStore(SessionStore):
 
     # -- sessions ------------------------------------------------------------------------------
 
-    async def create(self, session: Session) -> None:
+    async def create(self, session: Session, max_pending: int | None = None) -> None:
         row = session_to_row(session)
-        await self._write(lambda c: c.execute(INSERT_SESSION, row))
+
+        def insert(connection: sqlite3.Connection) -> PendingLimitReached | None:
+            # Counted in the transaction that inserts: no other write runs in between. A refusal is
+            # returned, not raised, so the writer does not redo the rest of its batch for it.
+            if max_pending is not None:
+                found = connection.execute(COUNT_PENDING, (session.owner,)).fetchone()
+                if found is not None and found[0] >= max_pending:
+                    return PendingLimitReached(found[0])
+            connection.execute(INSERT_SESSION, row)
+            return None
+
+        refused = await self._write(insert)
+        if refused is not None:
+            raise refused
 
     async def update(self, session: Session) -> None:
         # The row is taken now, on the loop's thread: the session may change before the write runs.

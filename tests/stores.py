@@ -27,9 +27,9 @@ class BreakableStore(SessionStore):
         if self.broken:
             raise StoreUnavailable(FULL)
 
-    async def create(self, session: Session) -> None:
+    async def create(self, session: Session, max_pending: int | None = None) -> None:
         self._check()
-        await self.inner.create(session)
+        await self.inner.create(session, max_pending)
 
     async def get(self, session_id: str) -> Session | None:
         return await self.inner.get(session_id)

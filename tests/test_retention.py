@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
@@ -86,6 +87,18 @@ async def test_a_client_may_hold_only_so_many_sessions_it_never_ran(api, http_po
     assert "never run" in body["error"] and int(headers["Retry-After"]) > 0
     await run_to_end(http_port, ids[0])  # running one frees its place
     assert (await api.request("POST", "/api/sessions", {"topic": "now it fits"}))[0] == 201
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("config_overrides", [{"max_pending_per_client": 5}])
+async def test_creates_sent_all_at_once_cannot_pass_the_pending_limit_together(api, engine):
+    # A hostile client fires its creates at once, so each is checked while the others are in flight.
+    answers = await asyncio.gather(
+        *(api.request("POST", "/api/sessions", {"topic": f"t{i}"}) for i in range(30))
+    )
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [201] * 5 + [429] * 25, statuses
+    assert (await engine.store.count()) == {"pending": 5}
 
 
 @pytest.mark.gen_test

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from core.errors import SessionNotFound, StoreUnavailable
+from core.errors import PendingLimitReached, SessionNotFound, StoreUnavailable
 from core.events import STEP_COMPLETE, STEP_DELTA, Event, make_event
 from core.models import Session, SessionResult, SessionStatus, StepStatus, utcnow
 from store import SessionStore, StoredImage
@@ -352,6 +352,21 @@ async def test_count_of_one_owner_follows_creates_status_changes_and_deletes(sto
     assert await store.count() == {"running": 1, "completed": 1, "pending": 2}
     await store.delete(alice[1].id)  # a second delete of the same session counts nothing twice
     assert await store.count("alice") == {"running": 1, "completed": 1}
+
+
+@pytest.mark.gen_test
+async def test_create_with_a_pending_limit_refuses_the_owner_at_it_and_no_one_else(store):
+    for topic in ("a1", "a2"):
+        await store.create(Session.new(topic, owner="alice"), max_pending=2)
+    await store.create(replace(Session.new("done", owner="alice"), status=S.COMPLETED))
+    refused = Session.new("a3", owner="alice")
+    with pytest.raises(PendingLimitReached) as caught:
+        await store.create(refused, max_pending=2)
+    assert caught.value.pending == 2
+    assert await store.get(refused.id) is None  # nothing of it was kept
+    await store.create(Session.new("b1", owner="bob"), max_pending=2)  # another owner's own count
+    await store.create(Session.new("a3", owner="alice"))  # no limit asked for: stored
+    assert await store.count("alice") == {"pending": 3, "completed": 1}
 
 
 # -- deleting ----------------------------------------------------------------------------------

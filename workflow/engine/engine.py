@@ -16,6 +16,7 @@ from core.errors import (
     ImageNotFound,
     InvalidInput,
     NotRecorded,
+    PendingLimitReached,
     QueueFull,
     ResultNotReady,
     SessionConflict,
@@ -191,13 +192,6 @@ class Engine:
         webhook targets are kept with it."""
         topic = self._checked_topic(topic)
         self._check_accepting()
-        pending = (await self.store.count(owner)).get(SessionStatus.PENDING.value, 0)
-        if pending >= self.options.max_pending_per_client:
-            raise Throttled(
-                f"you have {pending} sessions that were never run; run or delete some first "
-                f"(they expire after {self.options.pending_ttl:g} s)",
-                retry_after=60,
-            )
         if await self._session_count() >= self.options.max_sessions:
             await self.prune(room_for=1)
             if await self._session_count() >= self.options.max_sessions:
@@ -209,7 +203,15 @@ class Engine:
         # templates (a scaffold without facts) wrote it.
         written_by = {"provider": self.provider.name, "model": self.provider.model}
         session = Session.new(topic, {**written_by, **(metadata or {}), **own}, owner)
-        await self.store.create(session)
+        try:
+            # The store counts the owner's pending sessions as it stores this one, in one step.
+            await self.store.create(session, max_pending=self.options.max_pending_per_client)
+        except PendingLimitReached as exc:
+            raise Throttled(
+                f"you have {exc.pending} sessions that were never run; run or delete some first "
+                f"(they expire after {self.options.pending_ttl:g} s)",
+                retry_after=60,
+            ) from None
         self._count = None if self._count is None else self._count + 1
         log.info("session %s created for topic %r", session.id, topic, extra={"session_id": session.id})
         return session
