@@ -2,7 +2,7 @@
 
 `python -m bench` runs them all: e2e, instances, then compare (this service against a minimal
 Starlette + sse-starlette + uvicorn server of the same contract, bench/reference.py, with the
-issue's targets); `python -m bench NAME [OPTIONS]` runs one, with its options
+performance targets); `python -m bench NAME [OPTIONS]` runs one, with its options
 (`make bench ARGS="instances --rounds 5"`, `python -m bench compare --idle-streams 50000`).
 Options without a name are e2e's, as they always were.
 """

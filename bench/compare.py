@@ -1,4 +1,4 @@
-"""`python -m bench compare`: this service against a yardstick, figure by figure, with the issue's targets.
+"""`python -m bench compare`: this service against a yardstick, figure by figure, with its targets.
 
 The yardstick is bench/reference.py: the same contract on the stack a user would otherwise pick
 (Starlette + sse-starlette on plain uvicorn), in memory, with the same events per step. Each
@@ -654,7 +654,7 @@ async def measure(contender: Contender, scratch: Path, args: argparse.Namespace)
 
 @dataclass(frozen=True)
 class Target:
-    """A bound the issue sets, on this service's figure itself or on its ratio to the reference's."""
+    """A performance target, on this service's figure itself or on its ratio to the reference's."""
 
     bound: float
     on_ratio: bool

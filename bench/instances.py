@@ -1,7 +1,7 @@
 """Many instances: one on SQLite, one on Redis and `--workers=2` on Redis, side by side, against targets.
 
 For each set-up: sessions/s end to end, fan-out deliveries/s and Redis commands per delivered event;
-then the ratios the issue "many instances on Redis" sets as targets, and whether each is met.
+then the ratios the many-instances design sets as targets, and whether each is met.
 
 Each set-up is a real `server.py` at pace 0 on a free loopback port (`--workers=2` is one invocation
 whose two processes share the port), fed from this process over HTTP. Redis is a redis-server of
@@ -49,7 +49,7 @@ SPREAD_DEADLINE = 5.0  # for the server's processes to have accepted (or closed)
 TCP_ESTABLISHED = "01"  # a connection's state in /proc/net/tcp
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-# The issue's targets.
+# The many-instances design's targets.
 WORKERS_FAN_OUT = 1.6  # --workers=2 at least this many times one Redis instance's deliveries/s
 REDIS_END_TO_END = 0.7  # one Redis instance at least this share of SQLite's sessions/s
 COMMANDS_PER_EVENT = 0.05  # Redis commands per delivered event at most, at 500 subscribers
