@@ -166,7 +166,8 @@ def wait_until(check, timeout: float, what: str) -> None:
 def test_the_queue_survives_a_restart_in_its_order(tmp_path):
     db = tmp_path / "queue.db"
     # Slow enough that the first session still runs when the service stops.
-    args = ("--max_running=1", "--pace=3000", "--shutdown_timeout=0")
+    # It polls faster than a client should (3 reads each 50 ms): no request rate limit here.
+    args = ("--max_running=1", "--pace=3000", "--shutdown_timeout=0", "--rate_limit=")
     server = ServerProcess(*args, db=db)
     try:
         ids = [create(server.url, f"topic {n}") for n in range(3)]

@@ -573,7 +573,9 @@ class Engine:
         except BaseException:
             self.log.unsubscribe(subscription)
             raise
-        if not self._is_live(await self._fresh(session.id) if will_start else session):
+        running_here = session.id in self.runs or session.id in self._queue
+        # Read again only when what was read before the start cannot tell (another instance ran it).
+        if not running_here and not self._is_live(await self._fresh(session.id) if will_start else session):
             subscription.close(CloseReason.ENDED)
         return subscription
 
