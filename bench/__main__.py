@@ -1,6 +1,6 @@
 """`make bench`: runs every benchmark against real server processes and prints its figures.
 
-`python -m bench` runs them all: e2e, instances, then compare (this service against a minimal
+`python -m bench` runs them all: e2e, longpoll, instances, then compare (this service against a minimal
 Starlette + sse-starlette + uvicorn server of the same contract, bench/reference.py, with the
 performance targets); `python -m bench NAME [OPTIONS]` runs one, with its options
 (`make bench ARGS="instances --rounds 5"`, `python -m bench compare --idle-streams 50000`).
@@ -13,12 +13,13 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from bench import compare, e2e, instances
+from bench import compare, e2e, instances, longpoll
 
 BENCHMARKS: dict[str, Callable[[Sequence[str]], Awaitable[None]]] = {
     "e2e": e2e.run_all,
     "instances": instances.run_all,
     "compare": compare.run_all,
+    "longpoll": longpoll.run_all,
 }
 
 
@@ -27,6 +28,8 @@ async def run(argv: Sequence[str]) -> None:
         await BENCHMARKS[argv[0]](argv[1:])
         return
     await e2e.run_all(argv)
+    print()
+    await longpoll.run_all([])
     print()
     await instances.run_all([])
     print()
