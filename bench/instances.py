@@ -26,9 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +37,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from bench.e2e import Client, Throughput, throughput
-from bench.server import LISTENING, PROJECT, START_TIMEOUT, STOP_TIMEOUT, UNLIMITED
+from bench.server import PROJECT, UNLIMITED, ChildServer
 from tools.redis_server import RedisServer, find_redis_server
 
 E2E_DEADLINE = 600.0  # seconds the end-to-end part of one set-up may take
@@ -68,47 +66,23 @@ TWO_WORKERS = Setup("redis x2", 2, True)
 SETUPS = (SQLITE, REDIS, TWO_WORKERS)
 
 
-class InstanceServer:
+class InstanceServer(ChildServer):
     """`server.py` at pace 0 with the given store options, as `workers` processes sharing one port;
     it logs to `log` (a file: nothing has to keep reading it while the benchmark runs)."""
 
     def __init__(self, log: Path, store: Sequence[str], workers: int) -> None:
         # The figures are for the defaults, so settings left in this shell's environment stay out.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-        self.log = log
         self.workers = workers
-        with log.open("wb") as sink:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "server.py",
-                    "--host=127.0.0.1",
-                    "--port=0",
-                    "--pace=0",
-                    "--log_format=text",
-                    f"--workers={workers}",
-                    *UNLIMITED,
-                    *store,
-                ],
-                cwd=PROJECT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=sink,
-            )
-        self.port = self._wait_until_listening()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def _wait_until_listening(self) -> int:
-        # Every worker says so once it serves; the port is the one their parent bound for them all.
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            ports = LISTENING.findall(self.log.read_text(errors="replace"))
-            if len(ports) >= self.workers:
-                return int(ports[0])
-            time.sleep(0.05)
-        self.terminate()
-        raise RuntimeError(f"server.py did not start; its log:\n{self.log.read_text(errors='replace')}")
+        command = [
+            sys.executable,
+            "server.py",
+            "--host=127.0.0.1",
+            "--port=0",
+            "--pace=0",
+            "--log_format=text",
+        ]
+        super().__init__([*command, f"--workers={workers}", *UNLIMITED, *store], log, env, listeners=workers)
 
     def serving_pids(self) -> list[int]:
         """The processes that accept connections: the server itself, or its forked workers."""
@@ -147,17 +121,6 @@ class InstanceServer:
                 fields = stat.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
         return total / CLOCK_TICKS
-
-    def terminate(self) -> None:
-        """SIGTERM, as an operator would (a parent passes it on to its workers); SIGKILL past the deadline."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise RuntimeError(f"server.py did not stop within {STOP_TIMEOUT:g} s of SIGTERM") from None
 
 
 @dataclass

@@ -23,11 +23,14 @@ UNLIMITED = ("--rate_limit=", "--create_rate_limit=", "--max_pending_per_client=
 
 class ChildServer:
     """The command `argv`, run from the project; it must log `listening on http://HOST:PORT` to
-    stderr, which goes to `log`."""
+    stderr, which goes to `log`, `listeners` times before it serves (once per worker)."""
 
-    def __init__(self, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None, listeners: int = 1
+    ) -> None:
         self.argv = list(argv)
         self.log = log
+        self.listeners = listeners
         # A file, not a pipe: nothing has to keep reading the log while the benchmark runs.
         with log.open("wb") as sink:
             self.proc = subprocess.Popen(
@@ -44,19 +47,28 @@ class ChildServer:
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and self.proc.poll() is None:
-            match = LISTENING.search(self.log.read_text(errors="replace"))
-            if match:
-                return int(match.group(1))
+            # Workers each say so once they serve; the port is the one their parent bound for all.
+            ports = LISTENING.findall(self.log.read_text(errors="replace"))
+            if len(ports) >= self.listeners:
+                return int(ports[0])
             time.sleep(0.05)
         self.terminate()
         command = " ".join(self.argv[1:3])
         raise RuntimeError(f"{command} did not start; its log:\n{self.log.read_text(errors='replace')}")
 
     def terminate(self) -> int:
-        """Stop it as an operator would (SIGTERM) and wait for it to exit; its exit status."""
+        """Stop it as an operator would (SIGTERM; a parent passes it on to its workers) and wait for it
+        to exit; its exit status. Past the deadline it is killed, and that is an error."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(STOP_TIMEOUT)
+        try:
+            return self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise RuntimeError(
+                f"{' '.join(self.argv[1:3])} did not stop within {STOP_TIMEOUT:g} s of SIGTERM"
+            ) from None
 
 
 class BenchServer(ChildServer):
