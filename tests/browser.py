@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 # Flags that keep Chromium from reaching for a network this machine does not have.
 CHROMIUM_ARGS = [
@@ -40,3 +40,36 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+# The fixtures every browser test module shares (tests/conftest.py offers them): one Chromium per
+# module, and a tab per test, in a context of its own (options by indirect parametrization).
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+class Tab:
+    """A page in its own browser context, with every dialog and script error it meets recorded."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.page = context.new_page()
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("dialog", self._dialog)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def _dialog(self, dialog) -> None:  # type: ignore[no-untyped-def]
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture
+def tab(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Tab]:
+    options = getattr(request, "param", {})
+    opened = Tab(browser.new_context(**options))
+    yield opened
+    opened.context.close()
+    assert opened.errors == [], "the page raised script errors"

@@ -23,6 +23,7 @@ from server import make_app
 from store import MemoryStore, RedisStore, SessionStore
 from store.sqlite import SQLiteStore
 from tests import sse_client
+from tests.browser import browser, tab  # noqa: F401  (fixtures of every browser test module)
 from tests.fake_openai import FakeOpenAI
 from tools.redis_server import RedisServer, require_redis_server
 from workflow.engine import Engine

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser
 
-from tests.browser import chromium
 from tests.contract_examples import CONTRACT_JS_EXAMPLE
 from tests.server_process import ServerProcess
 from tests.tcp_proxy import RoundRobinProxy
@@ -42,13 +41,6 @@ FETCH_JSON = """async (url) => {
   const response = await fetch(url);
   return { status: response.status, body: await response.json() };
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # The tests ask for it before `servers`: without chromium they skip before any instance starts.
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from playwright.sync_api import expect
 
-import pytest
-from playwright.sync_api import Browser, expect
-
-from tests.browser import chromium
 from tests.live import assert_images_loaded, live_server, step_outputs
 from tests.tcp_proxy import BufferingProxy
-from tests.test_web_page import RUN, Tab, generate, step, step_texts
+from tests.test_web_page import RUN, generate, step, step_texts
 
 # About 7 s a run: longer than the page waits (4 s) for a stream's first event before it polls, so
 # the buffered stream cannot have ended, and let the run through, by then.
 server = live_server("--pace=1500")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def tab(browser: Browser) -> Iterator[Tab]:
-    opened = Tab(browser.new_context())
-    yield opened
-    opened.context.close()
-    assert opened.errors == [], "the page raised script errors"
 
 
 def request_lines(proxy: BufferingProxy) -> list[str]:

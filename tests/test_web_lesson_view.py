@@ -11,14 +11,13 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect
 
-from tests.browser import chromium
 from tests.fake_openai import fake_in_thread
 from tests.live import assert_images_loaded, get_json, live_server, run_to_completion, step_outputs
 from tests.server_process import ServerProcess
 from tests.tcp_proxy import CuttingProxy
-from tests.test_web_page import Tab, generate, step, step_texts
+from tests.test_web_page import generate, step, step_texts
 
 RUN = 30_000  # ms any run here may take, start to lesson
 server = live_server()
@@ -49,21 +48,6 @@ def model_server() -> Iterator[ServerProcess]:
         )
         yield process
         process.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def tab(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Tab]:
-    options = getattr(request, "param", {})
-    opened = Tab(browser.new_context(**options))
-    yield opened
-    opened.context.close()
-    assert opened.errors == [], "the page raised script errors"
 
 
 def assert_inert(page: Page) -> None:
@@ -353,6 +337,8 @@ def test_a_long_lesson_has_contents_that_take_the_reader_to_each_section(server,
     page = tab.page
     generate(page, server.url, "the water cycle")
     expect(page.locator("#run-status")).to_have_text("Completed", timeout=RUN)
+    # "Completed" comes before the lesson is fetched and shown: wait for its last section.
+    expect(page.locator("#lesson h2").last).to_have_text("Summary")
     sections = page.locator("#lesson h2").all_text_contents()
     assert len(sections) >= 5, sections
     toc = page.get_by_role("navigation", name="Contents")

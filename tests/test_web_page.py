@@ -10,9 +10,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
+from playwright.sync_api import Page, Request, expect
 
-from tests.browser import chromium
 from tests.live import assert_images_loaded, get_json, live_server, run_to_completion, step_outputs
 from tests.server_process import ServerProcess
 from tests.tcp_proxy import CuttingProxy
@@ -32,37 +31,6 @@ def keyed_server() -> Iterator[ServerProcess]:
     process = ServerProcess("--pace=3000", "--sse_retry=200", env={"ORCH_API_KEYS": f"tester:{API_KEY}"})
     yield process
     process.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-class Tab:
-    """A page in its own browser context, with every dialog and script error it meets recorded."""
-
-    def __init__(self, context: BrowserContext) -> None:
-        self.context = context
-        self.page = context.new_page()
-        self.dialogs: list[str] = []
-        self.errors: list[str] = []
-        self.page.on("dialog", self._dialog)
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-    def _dialog(self, dialog) -> None:  # type: ignore[no-untyped-def]
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-
-@pytest.fixture
-def tab(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Tab]:
-    options = getattr(request, "param", {})
-    opened = Tab(browser.new_context(**options))
-    yield opened
-    opened.context.close()
-    assert opened.errors == [], "the page raised script errors"
 
 
 def generate(page: Page, base_url: str, topic: str) -> str:
