@@ -733,7 +733,7 @@ def print_table(args: argparse.Namespace, results: dict[str, Figures]) -> None:
     reference = results.get(REFERENCE.name, {})
     for key, figure in figure_table(args).items():
         row = f"{figure.label:<58} {figure.unit:<6}"
-        row += "".join(f"{number(results[name].get(key)):>10}" for name in columns)
+        row += "".join(f"{number(results.get(name, {}).get(key)):>10}" for name in columns)
         checks: list[bool | None] = []
         for name in ours:
             value, base = results[name].get(key), reference.get(key)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from tornado.iostream import IOStream, StreamClosedError
 
 from core import metrics
 from core.errors import InvalidInput
-from core.events import CONNECTED, make_event
+from core.events import CONNECTED, Event, make_event
 from handlers.base import BaseHandler
 from workflow.eventlog import CloseReason, Subscription
 
@@ -43,6 +45,9 @@ class OpenRequests(Generic[H]):
 
     def __len__(self) -> int:
         return len(self._handlers)
+
+    def __iter__(self) -> Iterator[H]:
+        return iter(list(self._handlers))
 
     def add(self, handler: H) -> None:
         self._handlers.add(handler)
@@ -181,12 +186,18 @@ class RunHandler(EventsAccess):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # let nginx pass events through unbuffered
+        stream = self._socket()
+        if stream is not None:
+            # Each event goes out as it is written: with Nagle's algorithm a write made while the
+            # last is unacknowledged waits for the client's delayed ACK, up to 200 ms on Linux.
+            stream.set_nodelay(True)
         # Made, sent and let go: nothing of it is kept for the life of the stream.
         connected = make_event(
             None, CONNECTED, subscription.session_id, {"last_event_id": subscription.after_id}
         )
         await self._send(f"retry: {self.config.sse_retry}\n\n".encode() + connected.frame)
         del connected
+        subscription.write_through = self._write_through_to(stream)
         while True:
             # What is queued is sent without waiting; a wait is one future, woken by the
             # subscription (events, its close) or by the streams' shared heartbeat timer.
@@ -207,6 +218,27 @@ class RunHandler(EventsAccess):
                 self._waiter = subscription.ready()
                 await self._waiter
                 self._waiter = None
+
+    def _write_through_to(self, stream: IOStream | None) -> Callable[[Event], bool] | None:
+        """How live events are written as they are offered, or None if this connection cannot be
+        written to directly (not HTTP/1, whose framing this knows)."""
+        chunked = getattr(self.request.connection, "_chunking_output", None)
+        if stream is None or chunked is None:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def write_through(event: Event) -> bool:
+            # Refused, so the loop above sends it: the terminal event (the stream ends after it),
+            # and any while the socket still holds earlier bytes (a slow reader is timed there).
+            if event.terminal or stream.closed() or stream.writing():
+                return False
+            send_now(stream, wire_bytes(event) if chunked else event.frame)
+            self._last_sent = loop.time()
+            metrics.EVENTS_DELIVERED.inc()
+            metrics.SSE_SENT_BYTES.inc(len(event.frame))
+            return True
+
+        return write_through
 
     def heartbeat_if_silent(self, now: float, interval: float) -> None:
         """Called by the shared heartbeat timer: wake this stream for a heartbeat if it has been
@@ -250,6 +282,30 @@ class RunHandler(EventsAccess):
             self._waiter.cancel()
         if self.subscription is not None:
             self.subscription.close()
+
+
+_wired: tuple[Event | None, bytes] = (None, b"")
+
+
+def wire_bytes(event: Event) -> bytes:
+    """The event's frame as one HTTP/1.1 chunk. The fan-out hands one event to every stream in
+    turn, so the last one framed is kept: each event is framed once, however many streams take it."""
+    global _wired
+    if _wired[0] is not event:
+        _wired = (event, b"%x\r\n%b\r\n" % (len(event.frame), event.frame))
+    return _wired[1]
+
+
+def send_now(stream: IOStream, data: bytes) -> None:
+    """Write to a stream that has nothing buffered: straight to its socket, and through the stream
+    only what the socket did not take (which then waits for the socket to drain). The stream's own
+    write costs a future and a buffer per call, per stream, per event."""
+    sent = 0
+    if type(stream) is IOStream:  # plain TCP; a TLS stream writes through its own machinery
+        with contextlib.suppress(OSError):  # a reset: the stream's own write below meets it and closes
+            sent = stream.socket.send(data)
+    if sent < len(data):
+        stream.write(memoryview(data)[sent:])
 
 
 def _settled(future: asyncio.Future[None]) -> None:
