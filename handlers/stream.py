@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from tornado.iostream import IOStream, StreamClosedError
@@ -140,6 +140,8 @@ class RunHandler(EventsAccess):
     streamed = False  # answered with an event stream (the request metrics time it apart)
     _waiter: asyncio.Future[None] | None = None
     _last_sent = 0.0  # the loop's time of the last write
+    _direct: IOStream | None = None  # the socket live events are written to as they are offered
+    _chunked = True  # whether they are framed as HTTP/1.1 chunks
     _heartbeat_due = False
 
     async def post(self, session_id: str) -> None:
@@ -197,7 +199,12 @@ class RunHandler(EventsAccess):
         )
         await self._send(f"retry: {self.config.sse_retry}\n\n".encode() + connected.frame)
         del connected
-        subscription.write_through = self._write_through_to(stream)
+        # Live events are written as they are offered, on HTTP/1 connections (whose framing this
+        # knows); a stream not written to directly is woken for each batch instead.
+        chunked = getattr(self.request.connection, "_chunking_output", None)
+        if stream is not None and chunked is not None:
+            self._direct, self._chunked = stream, chunked
+            subscription.write_through = self._write_through
         while True:
             # What is queued is sent without waiting; a wait is one future, woken by the
             # subscription (events, its close) or by the streams' shared heartbeat timer.
@@ -219,26 +226,19 @@ class RunHandler(EventsAccess):
                 await self._waiter
                 self._waiter = None
 
-    def _write_through_to(self, stream: IOStream | None) -> Callable[[Event], bool] | None:
-        """How live events are written as they are offered, or None if this connection cannot be
-        written to directly (not HTTP/1, whose framing this knows)."""
-        chunked = getattr(self.request.connection, "_chunking_output", None)
-        if stream is None or chunked is None:
-            return None
-        loop = asyncio.get_running_loop()
-
-        def write_through(event: Event) -> bool:
-            # Refused, so the loop above sends it: the terminal event (the stream ends after it),
-            # and any while the socket still holds earlier bytes (a slow reader is timed there).
-            if event.terminal or stream.closed() or stream.writing():
-                return False
-            send_now(stream, wire_bytes(event) if chunked else event.frame)
-            self._last_sent = loop.time()
-            metrics.EVENTS_DELIVERED.inc()
-            metrics.SSE_SENT_BYTES.inc(len(event.frame))
-            return True
-
-        return write_through
+    def _write_through(self, events: list[Event]) -> bool:
+        """Write live events as they are offered (Subscription.write_through). Refused, so that the
+        loop above sends them: a terminal event (the log's last; the stream ends after it), and any
+        while the socket still holds earlier bytes (a slow reader is timed there)."""
+        stream = self._direct
+        if stream is None or stream.closed() or stream.writing() or events[-1].terminal:
+            return False
+        wire, frames = wire_bytes(events, self._chunked)
+        send_now(stream, wire)
+        self._last_sent = asyncio.get_running_loop().time()
+        metrics.EVENTS_DELIVERED.inc(len(events))
+        metrics.SSE_SENT_BYTES.inc(frames)
+        return True
 
     def heartbeat_if_silent(self, now: float, interval: float) -> None:
         """Called by the shared heartbeat timer: wake this stream for a heartbeat if it has been
@@ -284,16 +284,19 @@ class RunHandler(EventsAccess):
             self.subscription.close()
 
 
-_wired: tuple[Event | None, bytes] = (None, b"")
+_wired: tuple[list[Event] | None, bool, bytes, int] = (None, False, b"", 0)
 
 
-def wire_bytes(event: Event) -> bytes:
-    """The event's frame as one HTTP/1.1 chunk. The fan-out hands one event to every stream in
-    turn, so the last one framed is kept: each event is framed once, however many streams take it."""
+def wire_bytes(events: list[Event], chunked: bool) -> tuple[bytes, int]:
+    """The events' frames as written to a stream (one HTTP/1.1 chunk, or bare for HTTP/1.0), and
+    the frames' own length. The fan-out hands one list to every stream of the session in turn, so
+    the last one is kept: each batch is joined and framed once, however many streams take it."""
     global _wired
-    if _wired[0] is not event:
-        _wired = (event, b"%x\r\n%b\r\n" % (len(event.frame), event.frame))
-    return _wired[1]
+    if _wired[0] is not events or _wired[1] != chunked:
+        data = b"".join(event.frame for event in events)
+        wire = b"%x\r\n%b\r\n" % (len(data), data) if chunked else data
+        _wired = (events, chunked, wire, len(data))
+    return _wired[2], _wired[3]
 
 
 def send_now(stream: IOStream, data: bytes) -> None:

@@ -98,13 +98,13 @@ async def test_a_wait_is_one_future_woken_by_an_event_a_close_or_a_heartbeat_and
 
 
 @pytest.mark.gen_test
-async def test_a_reader_that_writes_through_gets_each_event_as_offered_and_queues_what_it_refuses():
+async def test_a_reader_that_writes_through_gets_events_as_offered_and_queues_what_it_refuses():
     subscription = Subscription("s", limit=10, after_id=1)
     written, accepting = [], True
 
-    def write_through(event):
+    def write_through(batch):
         if accepting:
-            written.append(event.id)
+            written.append([e.id for e in batch])
         return accepting
 
     subscription.prime(events(2, 3))  # the backlog is queued: live events wait behind it, in order
@@ -112,18 +112,19 @@ async def test_a_reader_that_writes_through_gets_each_event_as_offered_and_queue
     subscription.offer(events(4, 4)[0])
     assert written == [] and [e.id for e in subscription.take()] == [2, 3, 4]
 
-    for event in events(3, 6):  # with nothing queued, each goes straight through, repeats dropped
-        subscription.offer(event)
-    assert written == [5, 6] and subscription.take() == []
+    subscription.offer_many(events(3, 6))  # with nothing queued it goes through, repeats dropped
+    batch = events(7, 8)
+    subscription.offer_many(batch)
+    assert written == [[5, 6], [7, 8]] and subscription.take() == []
 
     accepting = False  # the socket is still busy: queued, the reader woken, and later ones queue behind
     waiting = subscription.ready()
-    subscription.offer(events(7, 7)[0])
+    subscription.offer(events(9, 9)[0])
     accepting = True
-    subscription.offer(events(8, 8)[0])
-    assert waiting.done() and written == [5, 6]
-    assert [e.id for e in subscription.take()] == [7, 8]
+    subscription.offer(events(10, 10)[0])
+    assert waiting.done() and written == [[5, 6], [7, 8]]
+    assert [e.id for e in subscription.take()] == [9, 10]
 
     subscription.close()  # a closed subscription writes nothing more
-    subscription.offer(events(9, 9)[0])
-    assert written == [5, 6] and subscription.write_through is None
+    subscription.offer(events(11, 11)[0])
+    assert len(written) == 2 and subscription.write_through is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from collections.abc import Sequence
 
 from core import metrics
@@ -17,11 +18,18 @@ from workflow.eventlog.subscription import CloseReason, Subscription
 
 log = logging.getLogger("orchestrator.eventlog")
 
+# Seconds after a session's readers were handed a batch before they are handed the next: events
+# that come faster (a run at full speed, a commit of many) go out together, one write per stream
+# instead of one per event. An event after a quiet spell goes out at once.
+DELIVERY_WINDOW = 0.002
+
 
 class FanOutEventLog(EventLog):
     """Commits through the session store; fans each committed event out to this process's readers.
 
     Each event's frame was encoded once when it was made: every subscriber is handed the same bytes.
+    A session's events are handed over in batches: whatever was committed since the last batch, at
+    most one batch per DELIVERY_WINDOW, and at once after a quiet spell.
     A backend that also hears of events from elsewhere (other instances) hooks in with `_watch`
     (a subscription is in place, before its backlog is read) and `_unwatched` (a session's last
     subscription has gone), and hands what it hears to `_offer`.
@@ -31,14 +39,16 @@ class FanOutEventLog(EventLog):
         self.store = store
         self.subscriber_buffer = subscriber_buffer
         self._subscribers: dict[str, set[Subscription]] = {}
+        self._outgoing: dict[str, list[Event]] = {}  # by session: committed, not yet handed over
+        self._handed_at: dict[str, float] = {}  # by session: the loop's time of its last batch
 
     def append(
         self, event: Event, state: Session | None = None, outbox: Sequence[Delivery] = ()
     ) -> asyncio.Future[None]:
         committed = self.store.append_events(event.session_id, [event], state, outbox)
         if committed.done():
-            # A store that commits at once: deliver now, before anyone awaiting the future (which
-            # would not yield) can close the session's streams ahead of this event.
+            # A store that commits at once: into the session's batch now, in order with the events
+            # before it (ending the session's streams hands over what is batched first).
             self._deliver(event, committed)
         else:
             # Registered before anyone can await the future, so subscribers hear of the event first.
@@ -60,16 +70,42 @@ class FanOutEventLog(EventLog):
         self._offer(event)
 
     def _offer(self, event: Event) -> None:
-        """Hand the event (its one frame) to every subscription of its session here."""
-        subscribers = self._subscribers.get(event.session_id)
-        if not subscribers:
+        """Hand the event (its one frame) to every subscription of its session here, with the other
+        events of its batch."""
+        session_id = event.session_id
+        if not self._subscribers.get(session_id):
             return
+        batch = self._outgoing.get(session_id)
+        if batch is not None:  # its batch is on its way
+            last = batch[-1].id
+            # Ids ascend in a batch: an event heard twice (committed here, and read back from a
+            # shared log before that commit was settled) goes once.
+            if event.id is None or last is None or event.id > last:
+                batch.append(event)
+            return
+        self._outgoing[session_id] = [event]
+        loop = asyncio.get_running_loop()
+        due = self._handed_at.get(session_id, -math.inf) + DELIVERY_WINDOW
+        if loop.time() >= due:
+            # Soon, not now: the rest of a commit's events are settled in this same pass of the loop.
+            loop.call_soon(self._hand_over, session_id)
+        else:
+            loop.call_at(due, self._hand_over, session_id)
+
+    def _hand_over(self, session_id: str) -> None:
+        batch = self._outgoing.pop(session_id, None)
+        subscribers = self._subscribers.get(session_id)
+        if batch is None or not subscribers:
+            return  # handed over already (before the session's streams were ended), or no one left
         for subscription in list(subscribers):
-            subscription.offer(event)
+            subscription.offer_many(batch)
             if subscription.closed:
                 subscribers.discard(subscription)
-        if not subscribers and self._subscribers.get(event.session_id) is subscribers:
-            self._forget(event.session_id)
+        # Timed from the end: handing a batch to many readers takes a while, and the run making the
+        # events has had no turn meanwhile. It gets the window to make the next batch.
+        self._handed_at[session_id] = asyncio.get_running_loop().time()
+        if not subscribers and self._subscribers.get(session_id) is subscribers:
+            self._forget(session_id)
 
     async def read_after(self, session_id: str, after_id: int) -> list[Event]:
         return await self.store.events_after(session_id, after_id)
@@ -99,7 +135,8 @@ class FanOutEventLog(EventLog):
         self._end_local(session_id, reason)
 
     def _end_local(self, session_id: str, reason: CloseReason) -> None:
-        """End every subscription to the session in this process."""
+        """End every subscription to the session in this process, after what was committed for it."""
+        self._hand_over(session_id)
         subscribers = self._subscribers.get(session_id)
         if subscribers is None:
             return
@@ -127,6 +164,8 @@ class FanOutEventLog(EventLog):
 
     def _forget(self, session_id: str) -> None:
         del self._subscribers[session_id]
+        self._outgoing.pop(session_id, None)
+        self._handed_at.pop(session_id, None)
         self._unwatched(session_id)
 
     # -- hooks for a backend that hears of events from elsewhere ------------------------------------

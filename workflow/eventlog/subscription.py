@@ -30,8 +30,8 @@ class Subscription:
     why) and `on_cut_off` is called so its connection can be closed at once; the client resumes
     with Last-Event-ID. The backlog handed to `prime` does not count against the limit.
 
-    A reader that can take an event at once sets `write_through`: while nothing is queued, an event
-    is handed to it as it is offered, and queued only if it returns False. So a reader keeping up
+    A reader that can take events at once sets `write_through`: while nothing is queued, events are
+    handed to it as they are offered, and queued only if it returns False. So a reader keeping up
     is not woken once per event (the wake-up, not the write, was most of what a live delivery cost).
     """
 
@@ -44,8 +44,8 @@ class Subscription:
         self.on_cut_off: Callable[[], None] | None = None
         # Set by whoever reads the subscription: False once the reader's connection is gone.
         self.reader_alive: Callable[[], bool] = lambda: True
-        # Set by a reader that can write an event at once; it returns False to have it queued.
-        self.write_through: Callable[[Event], bool] | None = None
+        # Set by a reader that can write events at once; it returns False to have them queued.
+        self.write_through: Callable[[list[Event]], bool] | None = None
         # A list, swapped out whole when taken: an idle reader holds an empty list (a deque would
         # hold a 64-slot block for its whole life).
         self._pending: list[Event] = []
@@ -74,20 +74,33 @@ class Subscription:
 
     def offer(self, event: Event) -> None:
         """Called by the publisher for every new event; O(1) and never blocks."""
-        if self.closed or (event.id is not None and event.id <= self.last_id):
+        self.offer_many([event])
+
+    def offer_many(self, events: list[Event]) -> None:
+        """Called by the publisher with new events of the session, oldest first; never blocks."""
+        if self.closed:
             return
-        if not self._pending and self.write_through is not None and self.write_through(event):
-            if event.id is not None:
-                self.last_id = event.id
+        first = events[0].id
+        if first is None or first > self.last_id:
+            fresh = events  # the publisher's own list (ids ascend): every reader gets the same object
+        else:
+            fresh = [e for e in events if e.id is None or e.id > self.last_id]  # repeats the replay
+            if not fresh:
+                return
+        if not self._pending and self.write_through is not None and self.write_through(fresh):
+            last = fresh[-1].id
+            if last is not None:
+                self.last_id = last
             return
-        if len(self._pending) >= self.limit + self._backlog:
-            metrics.SSE_CUT_OFF.labels("overflow").inc()
-            self.close(CloseReason.OVERFLOW)
-            if self.on_cut_off is not None:
-                self.on_cut_off()
-            return
-        if self._queue(event):
-            self.wake()
+        for event in fresh:
+            if len(self._pending) >= self.limit + self._backlog:
+                metrics.SSE_CUT_OFF.labels("overflow").inc()
+                self.close(CloseReason.OVERFLOW)
+                if self.on_cut_off is not None:
+                    self.on_cut_off()
+                return
+            self._queue(event)
+        self.wake()
 
     def _queue(self, event: Event) -> bool:
         if event.id is not None and event.id <= self.last_id:
