@@ -27,6 +27,9 @@ Workloads, per server (pace 0 unless said):
   first receipt on any stream;
 - idle streams (a server at pace 1 character/s, so a run writes once a minute or so): RSS growth
   (VmRSS) while N more streams attach to a few running sessions, divided by N.
+
+Then the floor: bench/floor.py, Tornado alone answering the create, under the creates workload. What
+it costs per request bounds what any work trimmed from this service can reach.
 """
 
 from __future__ import annotations
@@ -649,6 +652,29 @@ async def measure(contender: Contender, scratch: Path, args: argparse.Namespace)
     return Measured(figures, events)
 
 
+async def measure_floor(scratch: Path, args: argparse.Namespace) -> Figures:
+    """What Tornado alone costs per create (bench/floor.py), under the same create workload."""
+    command = [sys.executable, "-m", "bench.floor", "--port", "0"]
+    with running(ChildServer(command, scratch / "floor.log")) as server:
+        work = creates(server, args.create_connections, args.create_seconds)
+        return await attempt("floor", "creates", work, args.deadline)
+
+
+def print_floor(args: argparse.Namespace, floor: Figures, reference: Measured | None) -> None:
+    """The floor's figures, and what they bound: the create ratio, and the first byte of many runs."""
+    cpu = floor.get("create_cpu")
+    if cpu is None:
+        return
+    base = reference.figures.get("create_cpu") if reference is not None else None
+    share = f", {cpu / base:.2f}x the reference's whole create" if base else ""
+    runs = args.first_byte_runs
+    print(
+        f"floor: Tornado alone (bench/floor.py, a bare handler answering the create) used {cpu:.0f} µs of "
+        f"server CPU per request{share} ({floor['create_rate']:,.0f}/s). {runs} requests at once, at that "
+        f"cost each, put the last answer {runs * cpu / 1000:.1f} ms behind the first, before any work."
+    )
+
+
 # --- the report --------------------------------------------------------------------------------
 
 
@@ -787,7 +813,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--first-byte-rounds", type=int, default=3)
     parser.add_argument("--deadline", type=float, default=180.0, help="seconds one workload may take")
     parser.add_argument(
-        "--only", default=",".join(c.name for c in CONTENDERS), help="comma-separated servers to measure"
+        "--only",
+        default=",".join([*(c.name for c in CONTENDERS), "floor"]),
+        help="comma-separated servers to measure (floor: Tornado alone, bench/floor.py)",
     )
     return parser.parse_args(argv)
 
@@ -818,11 +846,13 @@ async def run_all(argv: Sequence[str]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for contender in contenders:
             measured[contender.name] = await measure(contender, Path(scratch), args)
+        floor = await measure_floor(Path(scratch), args) if "floor" in args.only.split(",") else {}
     print()
     print_census({name: m.census for name, m in measured.items()})
     print()
     print_table(args, {name: m.figures for name, m in measured.items()})
     print()
+    print_floor(args, floor, measured.get(REFERENCE.name))
     print(
         "ratio: this service ÷ reference. CPU: user+sys of the server process (/proc/PID/stat). Latency: "
         "receipt time minus the event's `timestamp`, which has millisecond resolution (so up to 1 ms too "
