@@ -95,3 +95,27 @@ async def test_streams_of_a_session_run_here_are_replayed_from_memory_exactly_as
     assert [int(e.id) for e in resumed[1:]] == [e.id for e in stored[100:]]
     # From memory on a store this process alone writes; a shared one (Redis) is read.
     assert reads == ([(session_id, 0), (session_id, 100)] if store.shared else [])
+
+
+@pytest.mark.gen_test
+async def test_a_stream_that_starts_its_session_reads_nothing_of_the_log_first(
+    api: Any, http_port: int, store: Any
+):
+    # A pending session, started by the stream under its lock, has no events to replay: under 50
+    # runs started at once each read of the log was one more wait behind the runs' own work.
+    reads: list[tuple[str, int]] = []
+    read_store = store.events_after
+
+    async def counted(session: str, after_id: int) -> list[Event]:
+        reads.append((session, after_id))
+        return await read_store(session, after_id)
+
+    store.events_after = counted
+    for method in ("POST", "GET"):
+        session_id = await api.create()
+        events = await run_to_end(http_port, session_id, method)
+        assert [int(e.id) for e in events[1:]] == list(range(1, len(events)))
+        assert events[-1].type == "final"
+        # On a shared store another instance may start it meanwhile: there the log is read.
+        assert reads == ([(session_id, 0)] if store.shared else [])
+        reads.clear()

@@ -559,7 +559,13 @@ class Engine:
         # that ends later ends this subscription too.
         if not self._is_live(session) and not will_start and after_id >= session.last_event_id:
             return None
-        subscription = await self.log.subscribe(session.id, min(after_id, session.last_event_id))
+        # A pending session about to be started here, under its lock, has nothing after its last
+        # event, nor can it have until the start: its stream starts without a read of the log. (On
+        # a shared store another instance may start it meanwhile, so its log is read there.)
+        nothing_after = will_start and not self.store.shared and after_id >= session.last_event_id
+        subscription = await self.log.subscribe(
+            session.id, min(after_id, session.last_event_id), nothing_after=nothing_after
+        )
         try:
             if will_start:
                 await self._start(session.id)

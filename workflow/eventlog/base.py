@@ -38,8 +38,10 @@ class EventLog(ABC):
         """The committed events with an id above `after_id`, oldest first."""
 
     @abstractmethod
-    async def subscribe(self, session_id: str, after_id: int) -> Subscription:
-        """The events after `after_id`: first what is committed, then live ones, with no gap and no repeat."""
+    async def subscribe(self, session_id: str, after_id: int, *, nothing_after: bool = False) -> Subscription:
+        """The events after `after_id`: first what is committed, then live ones, with no gap and no repeat.
+        With `nothing_after` the caller knows that nothing after `after_id` is committed, nor can be
+        before this returns (a pending session it holds the lock of and starts next): no read."""
 
     @abstractmethod
     def unsubscribe(self, subscription: Subscription) -> None: ...

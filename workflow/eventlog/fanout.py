@@ -110,14 +110,14 @@ class FanOutEventLog(EventLog):
     async def read_after(self, session_id: str, after_id: int) -> list[Event]:
         return await self.store.events_after(session_id, after_id)
 
-    async def subscribe(self, session_id: str, after_id: int) -> Subscription:
+    async def subscribe(self, session_id: str, after_id: int, *, nothing_after: bool = False) -> Subscription:
         subscription = Subscription(session_id, self.subscriber_buffer, after_id)
         # In place before the backlog is read, so an event committed meanwhile is not missed;
         # `prime` drops whatever the backlog and the live events both hold.
         self._subscribers.setdefault(session_id, set()).add(subscription)
         self._watch(session_id, after_id)
         try:
-            subscription.prime(await self.read_after(session_id, after_id))
+            subscription.prime([] if nothing_after else await self.read_after(session_id, after_id))
         except BaseException:
             self.unsubscribe(subscription)
             raise

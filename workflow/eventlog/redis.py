@@ -272,9 +272,9 @@ class RedisEventLog(FanOutEventLog):
                 async with asyncio.timeout(self.ready_timeout):
                     await self._control_heard.wait()
 
-    async def subscribe(self, session_id: str, after_id: int) -> Subscription:
+    async def subscribe(self, session_id: str, after_id: int, *, nothing_after: bool = False) -> Subscription:
         await self.start()
-        return await super().subscribe(session_id, after_id)
+        return await super().subscribe(session_id, after_id, nothing_after=nothing_after)
 
     def _watch(self, session_id: str, after_id: int) -> None:
         # Before the backlog is read: the reader covers the stream from at most `after_id`. Once it
