@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from core.events import Event, make_event
+from tests.sse_client import open_sse
 from tests.test_stream import run_to_end
 from workflow.eventlog.recent import EVENT_OVERHEAD, RecentEvents
 
@@ -119,3 +120,22 @@ async def test_a_stream_that_starts_its_session_reads_nothing_of_the_log_first(
         # On a shared store another instance may start it meanwhile: there the log is read.
         assert reads == ([(session_id, 0)] if store.shared else [])
         reads.clear()
+
+
+@pytest.mark.gen_test
+async def test_a_post_run_reads_the_session_once_under_its_lock(api: Any, http_port: int, store: Any):
+    # A start takes the session's lock whatever it finds, so a first look without the lock only
+    # doubled the reads (and the waits behind a busy store) before the stream's first byte.
+    session_id = await api.create()
+    reads: list[str] = []
+    read_session = store.get
+
+    async def counted(session: str) -> Any:
+        reads.append(session)
+        return await read_session(session)
+
+    store.get = counted
+    stream = await open_sse(http_port, f"/api/sessions/{session_id}/run", "POST")
+    await stream.read_until("connected")
+    assert reads == [session_id]
+    assert (await stream.read_all())[-1].type == "final"

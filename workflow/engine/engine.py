@@ -245,9 +245,9 @@ class Engine:
         async with self._locks.hold(session_id):
             return await self._start(session_id)
 
-    async def _start(self, session_id: str) -> Session:
-        """With the session's lock held."""
-        session = await self._fresh(session_id)
+    async def _start(self, session_id: str, read: Session | None = None) -> Session:
+        """With the session's lock held; `read`: the session as the caller read it under that lock."""
+        session = read if read is not None else await self._fresh(session_id)
         _check_pending(session)
         self._check_accepting()
         if self.store.shared:
@@ -537,20 +537,22 @@ class Engine:
         """
         if after_id < 0:
             raise InvalidInput("Last-Event-ID must be a non-negative integer")
+        if must_start:
+            # A start takes the lock whatever it finds: its one read of the session is under it.
+            async with self._locks.hold(session_id):
+                session = await self.get_owned(session_id, owner)
+                _check_pending(session)
+                return await self._subscribe(session, after_id, will_start=True, must_start=True)
         # The one read of the session that attaching needs (with the owner's check in it: on Redis a
         # stream costs Redis commands, and 500 streams of one session would cost 500 times as many).
         session = await self.get_owned(session_id, owner)
-        if must_start:
-            _check_pending(session)
         if not (start and session.status == SessionStatus.PENDING):
             # Nothing to start: attaching needs no lock (a reconnect storm must not queue up).
             return await self._subscribe(session, after_id, will_start=False)
         async with self._locks.hold(session_id):
             session = await self._fresh(session_id)
-            if must_start:
-                _check_pending(session)
             will_start = session.status == SessionStatus.PENDING
-            return await self._subscribe(session, after_id, will_start, must_start)
+            return await self._subscribe(session, after_id, will_start)
 
     async def _subscribe(
         self, session: Session, after_id: int, will_start: bool, must_start: bool = False
@@ -568,7 +570,7 @@ class Engine:
         )
         try:
             if will_start:
-                await self._start(session.id)
+                await self._start(session.id, session)  # read under the lock this caller holds
         except SessionConflict:
             if must_start or not self.store.shared:
                 self.log.unsubscribe(subscription)
