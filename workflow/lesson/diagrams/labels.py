@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
-from workflow.lesson.diagrams.measure import atoms, clean_text, text_width, wrap_lines
+from workflow.lesson.diagrams.measure import atoms, clean_text, text_width, word_width, wrap_lines
 from workflow.lesson.diagrams.theme import INK
 
 # Vertical metrics of a line of text, as fractions of the font size: the line's slot height, and how
@@ -35,7 +36,7 @@ class TextBlock:
     full_text: str
     truncated: bool
 
-    @property
+    @cached_property
     def width(self) -> float:
         return max(
             (text_width(line, self.style.size, bold=self.style.bold) for line in self.lines), default=0.0
@@ -52,9 +53,7 @@ def text_block(text: str, style: TextStyle, max_width: float, max_lines: int) ->
     A single word wider than that may widen the box by up to a third rather than be cut mid-word,
     since "Photosynthes / is" reads far worse than a slightly wider box.
     """
-    widest_word = max(
-        (text_width(a, style.size, bold=style.bold) for a, _ in atoms(clean_text(text))), default=0
-    )
+    widest_word = max((word_width(a, style.size, style.bold) for a, _ in atoms(clean_text(text))), default=0)
     width = min(max(max_width, widest_word), max_width * WORD_STRETCH)
     lines, truncated = wrap_lines(text, width, style.size, style.bold, max_lines)
     return TextBlock(tuple(lines), style, clean_text(text), truncated)
@@ -70,20 +69,21 @@ class Label:
     gap: float = 6.0
     min_width: float = 48.0
 
-    @property
+    # Layouts ask a label its sizes over and over while they place it: each is worked out once.
+    @cached_property
     def visible_blocks(self) -> tuple[TextBlock, ...]:
         return tuple(block for block in self.blocks if block.lines)
 
-    @property
+    @cached_property
     def content_height(self) -> float:
         blocks = self.visible_blocks
         return sum(block.height for block in blocks) + self.gap * max(len(blocks) - 1, 0)
 
-    @property
+    @cached_property
     def width(self) -> float:
         return max(self.min_width, max((b.width for b in self.blocks), default=0.0) + 2 * self.pad_x)
 
-    @property
+    @cached_property
     def height(self) -> float:
         # An empty label keeps the height of one line so the box still reads as a node.
         content = self.content_height or max((b.style.line_height for b in self.blocks), default=16.0)

@@ -58,6 +58,13 @@ def text_width(text: str, font_size: float, *, bold: bool = False) -> float:
     return sum([_char_width(ch, font_size, bold) for ch in text])
 
 
+@functools.lru_cache(maxsize=8192)
+def word_width(word: str, font_size: float, bold: bool) -> float:
+    """text_width of a word, kept: labels share their words (a title is in every diagram of its
+    lesson), so each is summed once."""
+    return text_width(word, font_size, bold=bold)
+
+
 def clean_text(text: str | None) -> str:
     """The text with XML-invalid characters dropped and all whitespace runs collapsed to one space."""
     return " ".join(_XML_INVALID.sub("", text or "").split())
@@ -78,6 +85,8 @@ def atoms(text: str) -> list[tuple[str, bool]]:
 
     Words break at spaces; CJK text has no spaces, so every wide character is its own piece.
     """
+    if text.isascii():  # no wide characters and no combining marks: the words are the pieces
+        return [(word, True) for word in text.split(" ") if word]
     pieces: list[tuple[str, bool]] = []
     for word in text.split(" "):
         spaced, piece = True, ""
@@ -101,12 +110,14 @@ def atoms(text: str) -> list[tuple[str, bool]]:
 def _split_long(atom: str, max_width: float, font_size: float, bold: bool) -> list[str]:
     """An over-long word cut into line-sized chunks (each keeps at least one character)."""
     chunks: list[str] = []
-    chunk = ""
+    chunk, width = "", 0.0
     for ch in atom:
-        if chunk and text_width(chunk + ch, font_size, bold=bold) > max_width:
+        advance = _char_width(ch, font_size, bold)
+        if chunk and width + advance > max_width:
             chunks.append(chunk)
-            chunk = ""
+            chunk, width = "", 0.0
         chunk += ch
+        width += advance
     chunks.append(chunk)
     return chunks
 
@@ -116,16 +127,19 @@ def wrap_lines(
 ) -> tuple[list[str], bool]:
     """The cleaned text broken into lines as wrap_text does, and whether any of it had to be cut."""
     lines: list[str] = []
-    line = ""
+    line, width = "", 0.0  # the line so far, and its width: each piece is measured once, not each line
+    space = _char_width(" ", font_size, bold)
     for atom, spaced in atoms(clean_text(text)):
-        candidate = line + (" " if spaced and line else "") + atom
-        if text_width(candidate, font_size, bold=bold) <= max_width:
-            line = candidate
+        gap = spaced and bool(line)
+        candidate_width = width + (space if gap else 0.0) + word_width(atom, font_size, bold)
+        if candidate_width <= max_width:
+            line, width = line + (" " if gap else "") + atom, candidate_width
             continue
         if line:
             lines.append(line)
         *full, line = _split_long(atom, max_width, font_size, bold)
         lines.extend(full)
+        width = text_width(line, font_size, bold=bold)
     if line:
         lines.append(line)
     if len(lines) <= max_lines:
