@@ -107,6 +107,20 @@ def _analysis_context(analysis: TopicAnalysis) -> _Context:
     return _context(analysis.topic, analysis.category, analysis.title)
 
 
+_indexed: tuple[Texts | None, topic_text.KeywordIndex | None] = (None, None)
+
+
+def _keyword_index(texts: Texts) -> topic_text.KeywordIndex:
+    """The categories' keywords of these texts, indexed once (again only if the texts are read again)."""
+    global _indexed
+    indexed_texts, index = _indexed
+    if indexed_texts is not texts or index is None:
+        keywords = {slug: category.keywords for slug, category in texts.categories.items()}
+        index = topic_text.KeywordIndex.build(keywords)
+        _indexed = (texts, index)
+    return index
+
+
 def analyze_topic(topic: str) -> TopicAnalysis:
     """Classify the topic and derive its title, level, objectives, key terms and prerequisites.
 
@@ -115,8 +129,7 @@ def analyze_topic(topic: str) -> TopicAnalysis:
     text = topic_text.normalize(topic)
     if not text:
         raise ValueError("topic is empty")
-    keywords = {slug: category.keywords for slug, category in shipped_texts().categories.items()}
-    category = topic_text.classify(text, keywords)
+    category = topic_text.classify(text, _keyword_index(shipped_texts()))
     level = topic_text.level(text)
     ctx = _context(topic, category)
     chosen, dice = ctx.category, ctx.dice

@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 from workflow.providers.builtin.texts import FALLBACK_CATEGORY
 
@@ -151,29 +152,68 @@ def subject_phrase(text: str) -> str:
     return shorten(text, PROSE_LIMIT)
 
 
-def _keyword_hits(keyword: str, words: Sequence[str], word_set: AbstractSet[str], padded: str) -> bool:
-    """Single ASCII words match a whole word, its plural, or (for stems of five or more letters) any word
-    starting with the stem; keywords with a space or non-ASCII letters match as substrings."""
-    if " " in keyword:
-        return any(f" {keyword}{plural} " in padded for plural in _PLURALS)
-    if not keyword.isascii():
-        return keyword in padded  # scripts without spaces, and inflected non-English words
-    # The whole-word forms by set lookup (the keyword lists are long, the topic's words few).
-    if any(keyword + plural in word_set for plural in _PLURALS):
-        return True
-    return len(keyword) >= 5 and any(word.startswith(keyword) for word in words)
+Entry = tuple[str, int]  # a category's slug, and the place of one keyword in its list
 
 
-def classify(text: str, keywords: Mapping[str, Sequence[str]]) -> str:
+@dataclass(frozen=True)
+class KeywordIndex:
+    """The categories' keywords arranged so that a topic is matched by looking its words up, not by
+    trying every keyword on it: the lists are long, a topic's words few.
+
+    Single ASCII words match a whole word, its plural, or (for stems of five or more letters) any
+    word starting with the stem; keywords with a space or non-ASCII letters match as substrings.
+    """
+
+    slugs: tuple[str, ...]  # in the mapping's order: ties go to the first
+    forms: dict[str, list[Entry]]  # a whole word (a keyword or its plural) -> the keywords it matches
+    stems: dict[str, list[Entry]]  # a stem of 5+ letters -> the keywords any word starting with it matches
+    phrases: tuple[tuple[Entry, str], ...]  # keywords with a space, matched with their plurals
+    scripts: tuple[tuple[Entry, str], ...]  # non-ASCII keywords (scripts without spaces, inflected words)
+
+    @classmethod
+    def build(cls, keywords: Mapping[str, Sequence[str]]) -> KeywordIndex:
+        forms: dict[str, list[Entry]] = {}
+        stems: dict[str, list[Entry]] = {}
+        phrases: list[tuple[Entry, str]] = []
+        scripts: list[tuple[Entry, str]] = []
+        for slug, listed in keywords.items():
+            for place, keyword in enumerate(listed):
+                entry = (slug, place)
+                if " " in keyword:
+                    phrases.append((entry, keyword))
+                elif not keyword.isascii():
+                    scripts.append((entry, keyword))
+                else:
+                    for plural in _PLURALS:
+                        forms.setdefault(keyword + plural, []).append(entry)
+                    if len(keyword) >= 5:
+                        stems.setdefault(keyword, []).append(entry)
+        return cls(tuple(keywords), forms, stems, tuple(phrases), tuple(scripts))
+
+    def hits(self, words: AbstractSet[str], padded: str) -> set[Entry]:
+        """The keywords the topic's words (and its words joined, space-padded) match."""
+        found: set[Entry] = set()
+        for word in words:
+            found.update(self.forms.get(word, ()))
+            for end in range(5, len(word) + 1):
+                found.update(self.stems.get(word[:end], ()))
+        for entry, keyword in self.phrases:
+            if any(f" {keyword}{plural} " in padded for plural in _PLURALS):
+                found.add(entry)
+        for entry, keyword in self.scripts:
+            if keyword in padded:
+                found.add(entry)
+        return found
+
+
+def classify(text: str, keywords: Mapping[str, Sequence[str]] | KeywordIndex) -> str:
     """The category whose keywords the topic matches most; ties go to the one that comes first."""
+    index = keywords if isinstance(keywords, KeywordIndex) else KeywordIndex.build(keywords)
     folded = text.casefold()
     words = re.findall(r"\w+", folded)
-    word_set = frozenset(words)
-    padded = f" {' '.join(words)} "
-    scores = {
-        slug: sum(_keyword_hits(k, words, word_set, padded) for k in listed)
-        for slug, listed in keywords.items()
-    }
+    scores = dict.fromkeys(index.slugs, 0)
+    for slug, _ in index.hits(frozenset(words), f" {' '.join(words)} "):
+        scores[slug] += 1
     for pattern, slug, bonus in _FRAMING_BONUSES:
         if pattern.search(folded):
             scores[slug] += bonus
