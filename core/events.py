@@ -7,7 +7,7 @@ from typing import Any
 
 import ujson
 
-from core.models import rfc3339, utcnow
+from core.models import now_rfc3339
 
 CONNECTED = "connected"
 STEP_START = "step-start"
@@ -79,5 +79,5 @@ def make_event(
     if step_id:
         body["step_id"] = step_id
     body["data"] = data
-    body["timestamp"] = timestamp or rfc3339(utcnow())
+    body["timestamp"] = timestamp or now_rfc3339()
     return Event(event_id, event_type, session_id, sse_frame(event_id, dumps(body).encode()))

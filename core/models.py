@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,20 @@ def utcnow() -> datetime:
 def rfc3339(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, milliseconds kept: 2023-10-14T23:58:28.123Z."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_second: tuple[int, str] = (-1, "")  # the last whole second written out by now_rfc3339
+
+
+def now_rfc3339() -> str:
+    """rfc3339(utcnow()), for every event: the date and time are written out once per second."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    second = _second  # one read: another thread may be replacing it
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 def parse_time(text: str | None) -> datetime | None:
