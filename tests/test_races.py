@@ -279,3 +279,35 @@ async def test_random_run_cancel_delete_and_reads_on_thirty_sessions_leave_each_
         await assert_consistent(api, http_port, session_id)
     _, health, _ = await api.request("GET", "/health")
     assert health["running"] == 0
+
+
+@pytest.mark.gen_test
+async def test_a_stream_asked_while_another_is_starting_the_session_follows_its_run(
+    api, http_port, store, engine
+):
+    # The start's commit of `running` is seen by a reader before the run is under way here: that
+    # reader took the session for one that had ended with no events and answered 204, which tells
+    # EventSource to stop reconnecting. (Seen with 500 streams of one session asked at once.)
+    session_id = await api.create()
+    committed, go_on = asyncio.Event(), asyncio.Event()
+    update = store.update
+
+    async def update_then_stall(session: Any) -> None:
+        await update(session)
+        if session.id == session_id and session.status.value == "running":
+            committed.set()
+            await go_on.wait()  # the starter has not been given the loop back yet
+
+    store.update = update_then_stall
+    # Its answer comes once the start is through: asked, not awaited.
+    starter = asyncio.ensure_future(open_sse(http_port, f"/api/sessions/{session_id}/run", "POST"))
+    async with asyncio.timeout(10):
+        await committed.wait()
+    follower = asyncio.ensure_future(open_sse(http_port, f"/api/sessions/{session_id}/run", "GET"))
+    await asyncio.sleep(0.2)  # let the follower be answered, if it is answered before the start ends
+    go_on.set()
+    follower_stream = await asyncio.wait_for(follower, 10)
+    assert follower_stream.status == 200
+    events = await follower_stream.read_all()
+    assert events[-1].type == "final"
+    assert (await (await asyncio.wait_for(starter, 10)).read_all())[-1].type == "final"

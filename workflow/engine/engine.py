@@ -547,6 +547,11 @@ class Engine:
         # stream costs Redis commands, and 500 streams of one session would cost 500 times as many).
         session = await self.get_owned(session_id, owner)
         if not (start and session.status == SessionStatus.PENDING):
+            if session.status in (SessionStatus.RUNNING, SessionStatus.QUEUED) and not self._is_live(session):
+                # Stored as started, yet not run or queued here: a start still under way (its state
+                # is committed before its run is). Its stream is decided once the starter is through.
+                async with self._locks.hold(session_id):
+                    session = await self._fresh(session_id)
             # Nothing to start: attaching needs no lock (a reconnect storm must not queue up).
             return await self._subscribe(session, after_id, will_start=False)
         async with self._locks.hold(session_id):
