@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -139,3 +140,34 @@ async def test_a_post_run_reads_the_session_once_under_its_lock(api: Any, http_p
     await stream.read_until("connected")
     assert reads == [session_id]
     assert (await stream.read_all())[-1].type == "final"
+
+
+@pytest.mark.gen_test
+async def test_streams_asked_at_once_of_a_finished_session_share_one_read_of_it(
+    api: Any, http_port: int, engine: Any, store: Any
+):
+    # 500 streams of one session asked at once made 500 reads of it: on SQLite, most of what
+    # serving them cost. A session not run here is finished, pending or being started, and the
+    # last two are read again under the session's lock, so a store this process alone writes
+    # shares one read; a shared one (Redis) reads for each.
+    session_id = await api.create()
+    await run_to_end(http_port, session_id)
+    reads: list[str] = []
+    read_session = store.get
+
+    async def slow_counted(session: str) -> Any:
+        reads.append(session)
+        await asyncio.sleep(0.05)  # still reading when the others ask
+        return await read_session(session)
+
+    store.get = slow_counted
+    subscriptions = await asyncio.gather(*(engine.subscribe(session_id, 0) for _ in range(20)))
+    try:
+        assert len(reads) == (20 if store.shared else 1)
+        for subscription in subscriptions:
+            events = subscription.take()
+            assert [e.id for e in events] == list(range(1, len(events) + 1))
+            assert events[-1].type == "final"
+    finally:
+        for subscription in subscriptions:
+            engine.unsubscribe(subscription)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -85,6 +86,7 @@ class Engine:
         # The store's counts by status as /health last read them, and since when, if they are stale.
         self._last_counts: tuple[dict[str, int], str | None] = ({}, None)
         self._count: int | None = None  # sessions in the store, counted once, then kept up to date
+        self._looking: dict[str, asyncio.Future[Session | None]] = {}  # shared reads, by session (_look)
         self.accepting = True
 
     # -- reading ------------------------------------------------------------------------------
@@ -545,7 +547,7 @@ class Engine:
                 return await self._subscribe(session, after_id, will_start=True, must_start=True)
         # The one read of the session that attaching needs (with the owner's check in it: on Redis a
         # stream costs Redis commands, and 500 streams of one session would cost 500 times as many).
-        session = await self.get_owned(session_id, owner)
+        session = await self._look(session_id, owner)
         if not (start and session.status == SessionStatus.PENDING):
             if session.status in (SessionStatus.RUNNING, SessionStatus.QUEUED) and not self._is_live(session):
                 # Stored as started, yet not run or queued here: a start still under way (its state
@@ -558,6 +560,27 @@ class Engine:
             session = await self._fresh(session_id)
             will_start = session.status == SessionStatus.PENDING
             return await self._subscribe(session, after_id, will_start)
+
+    async def _look(self, session_id: str, owner: str | None) -> Session:
+        """The session for a stream to attach to, which only looks at it. On a store only this
+        process writes, streams asked at once share one read of a session not run here (and its
+        object): it is finished, so it changes no more; or pending, and a start reads it again
+        under its lock; or being started, and is looked at again under its lock (see subscribe)."""
+        if self.store.shared or session_id in self.runs:
+            return await self.get_owned(session_id, owner)
+        reading = self._looking.get(session_id)
+        if reading is None:
+            reading = self._looking[session_id] = asyncio.ensure_future(self.store.get(session_id))
+            reading.add_done_callback(functools.partial(self._looked, session_id))
+        session = await asyncio.shield(reading)  # one caller giving up does not end the others' read
+        if session is None or (owner is not None and session.owner != owner):
+            raise SessionNotFound(session_id)
+        return session
+
+    def _looked(self, session_id: str, reading: asyncio.Future[Session | None]) -> None:
+        del self._looking[session_id]
+        if not reading.cancelled():
+            reading.exception()  # taken, even if every caller gave up on it
 
     async def _subscribe(
         self, session: Session, after_id: int, will_start: bool, must_start: bool = False
