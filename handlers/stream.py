@@ -9,7 +9,9 @@ import re
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from tornado.httputil import HTTPHeaders
 from tornado.iostream import IOStream, StreamClosedError
+from tornado.util import ObjectDict
 
 from core import metrics
 from core.errors import InvalidInput
@@ -199,6 +201,7 @@ class RunHandler(EventsAccess):
         )
         await self._send(f"retry: {self.config.sse_retry}\n\n".encode() + connected.frame)
         del connected
+        self._shed()
         # Live events are written as they are offered, on HTTP/1 connections (whose framing this
         # knows); a stream not written to directly is woken for each batch instead.
         chunked = getattr(self.request.connection, "_chunking_output", None)
@@ -225,6 +228,13 @@ class RunHandler(EventsAccess):
                 self._waiter = subscription.ready()
                 await self._waiter
                 self._waiter = None
+
+    def _shed(self) -> None:
+        """Let go of what only the answer's start needed: a stream lives for minutes or hours, and
+        idle streams by the thousand are mostly this state. The response headers are sent; the
+        template namespace Tornado gives every handler is never used by a stream."""
+        self._headers = HTTPHeaders()
+        self.ui = ObjectDict()
 
     def _write_through(self, events: list[Event]) -> bool:
         """Write live events as they are offered (Subscription.write_through). Refused, so that the
