@@ -17,6 +17,22 @@ def event(session_id: str, event_id: int, text: str = "x") -> Event:
     return make_event(event_id, "step-delta", session_id, {"delta": text, "progress": 0})
 
 
+def record_calls(store: Any, method: str, delay: float = 0.0) -> list[tuple[Any, ...]]:
+    """Replace the store's `method` with one that records the arguments of each call (and takes
+    `delay` s longer); the record."""
+    calls: list[tuple[Any, ...]] = []
+    real = getattr(store, method)
+
+    async def recorded(*args: Any) -> Any:
+        calls.append(args)
+        if delay:
+            await asyncio.sleep(delay)
+        return await real(*args)
+
+    setattr(store, method, recorded)
+    return calls
+
+
 def ids(events: list[Event] | None) -> list[int | None] | None:
     return None if events is None else [e.id for e in events]
 
@@ -81,14 +97,8 @@ async def test_streams_of_a_session_run_here_are_replayed_from_memory_exactly_as
 ):
     session_id = await api.create()
     live = await run_to_end(http_port, session_id)
-    reads: list[tuple[str, int]] = []
     read_store = store.events_after
-
-    async def counted(session: str, after_id: int) -> list[Event]:
-        reads.append((session, after_id))
-        return await read_store(session, after_id)
-
-    store.events_after = counted
+    reads = record_calls(store, "events_after")
     replayed = await run_to_end(http_port, session_id, "GET")
     resumed = await run_to_end(http_port, session_id, "GET", headers={"Last-Event-ID": "100"})
     stored = await read_store(session_id, 0)
@@ -105,14 +115,7 @@ async def test_a_stream_that_starts_its_session_reads_nothing_of_the_log_first(
 ):
     # A pending session, started by the stream under its lock, has no events to replay: under 50
     # runs started at once each read of the log was one more wait behind the runs' own work.
-    reads: list[tuple[str, int]] = []
-    read_store = store.events_after
-
-    async def counted(session: str, after_id: int) -> list[Event]:
-        reads.append((session, after_id))
-        return await read_store(session, after_id)
-
-    store.events_after = counted
+    reads = record_calls(store, "events_after")
     for method in ("POST", "GET"):
         session_id = await api.create()
         events = await run_to_end(http_port, session_id, method)
@@ -128,17 +131,10 @@ async def test_a_post_run_reads_the_session_once_under_its_lock(api: Any, http_p
     # A start takes the session's lock whatever it finds, so a first look without the lock only
     # doubled the reads (and the waits behind a busy store) before the stream's first byte.
     session_id = await api.create()
-    reads: list[str] = []
-    read_session = store.get
-
-    async def counted(session: str) -> Any:
-        reads.append(session)
-        return await read_session(session)
-
-    store.get = counted
+    reads = record_calls(store, "get")
     stream = await open_sse(http_port, f"/api/sessions/{session_id}/run", "POST")
     await stream.read_until("connected")
-    assert reads == [session_id]
+    assert reads == [(session_id,)]
     assert (await stream.read_all())[-1].type == "final"
 
 
@@ -152,15 +148,7 @@ async def test_streams_asked_at_once_of_a_finished_session_share_one_read_of_it(
     # shares one read; a shared one (Redis) reads for each.
     session_id = await api.create()
     await run_to_end(http_port, session_id)
-    reads: list[str] = []
-    read_session = store.get
-
-    async def slow_counted(session: str) -> Any:
-        reads.append(session)
-        await asyncio.sleep(0.05)  # still reading when the others ask
-        return await read_session(session)
-
-    store.get = slow_counted
+    reads = record_calls(store, "get", delay=0.05)  # still reading when the others ask
     subscriptions = await asyncio.gather(*(engine.subscribe(session_id, 0) for _ in range(20)))
     try:
         assert len(reads) == (20 if store.shared else 1)
