@@ -304,7 +304,10 @@ async def test_a_stream_asked_while_another_is_starting_the_session_follows_its_
     async with asyncio.timeout(10):
         await committed.wait()
     follower = asyncio.ensure_future(open_sse(http_port, f"/api/sessions/{session_id}/run", "GET"))
-    await asyncio.sleep(0.2)  # let the follower be answered, if it is answered before the start ends
+    async with asyncio.timeout(10):
+        # Answered already (the 204), or waiting its turn behind the starter's hold of the lock.
+        while not follower.done() and engine._locks._locks.get(session_id, (None, 0))[1] < 2:
+            await asyncio.sleep(0.01)
     go_on.set()
     follower_stream = await asyncio.wait_for(follower, 10)
     assert follower_stream.status == 200
