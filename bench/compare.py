@@ -56,7 +56,7 @@ from typing import cast
 
 import ujson
 
-from bench.e2e import percentile, rss_kib
+from bench.e2e import percentile, proc_value, rss_kib
 from bench.server import BenchServer, ChildServer
 from client.sse import SSEEvent, SSEParser
 
@@ -89,11 +89,7 @@ def server_cpu_seconds(pid: int) -> float:
 
 def open_file_limit(pid: int) -> int:
     """The soft open-file limit in force in the process, from /proc/PID/limits."""
-    with open(f"/proc/{pid}/limits") as limits:
-        for line in limits:
-            if line.startswith("Max open files"):
-                return int(line.split()[3])
-    return 0
+    return proc_value(pid, "limits", "Max open files", 3)
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,17 @@ from bench.server import BenchServer
 from client.sse import SSEParser
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+def proc_value(pid: int, file: str, label: str, column: int) -> int:
+    """The number in `column` of the first line of /proc/PID/<file> that starts with `label`; 0 if none."""
+    with open(f"/proc/{pid}/{file}") as lines:
+        for line in lines:
+            if line.startswith(label):
+                return int(line.split()[column])
     return 0
+
+
+def rss_kib(pid: int) -> int:
+    return proc_value(pid, "status", "VmRSS:", 1)
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
