@@ -17,6 +17,7 @@ from core import metrics
 from core.errors import InvalidInput
 from core.events import CONNECTED, Event, make_event
 from handlers.base import BaseHandler
+from listener.long_lived import slim_connection
 from workflow.eventlog import CloseReason, Subscription
 
 H = TypeVar("H")  # the handler a tracker keeps
@@ -232,9 +233,13 @@ class RunHandler(EventsAccess):
     def _shed(self) -> None:
         """Let go of what only the answer's start needed: a stream lives for minutes or hours, and
         idle streams by the thousand are mostly this state. The response headers are sent; the
-        template namespace Tornado gives every handler is never used by a stream."""
+        template namespace Tornado gives every handler is never used by a stream; and the
+        connection's write queues are sized for a few entries (listener/long_lived.py)."""
         self._headers = HTTPHeaders()
         self.ui = ObjectDict()
+        stream = self._socket()
+        if stream is not None:
+            slim_connection(stream, getattr(self.request.connection, "context", None))
 
     def _write_through(self, events: list[Event]) -> bool:
         """Write live events as they are offered (Subscription.write_through). Refused, so that the
