@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import platform
 import re
@@ -521,12 +522,19 @@ async def latency(server: ChildServer, subscribers: int, window: float) -> tuple
         # parsed after the window.
         for stream in streams:
             stream.recording = []
+        # Nor may this process's own garbage collection pause the reads: a full collection, of
+        # all that earlier workloads left here, can take tens of milliseconds.
+        gc.collect()
+        gc.disable()
         probe.since = time.time()
         before = sum(stream.events for stream in streams)
         meter = Meter(server.proc.pid)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(window):
-                await asyncio.gather(*(stream.ended for stream in streams))
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(window):
+                    await asyncio.gather(*(stream.ended for stream in streams))
+        finally:
+            gc.enable()
         probe.until = time.time()
         usage = meter.read()
         for stream in streams:
