@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import ipaddress
 import logging
 import signal
@@ -155,6 +156,20 @@ def make_app(settings: Settings, engine: Engine, access: Access | None = None) -
     )
 
 
+def collect_only_what_serving_makes() -> None:
+    """Tune the garbage collector for a long-running server, once everything is set up.
+
+    What exists by now (modules, classes, the application) lives as long as the process. Frozen, a
+    full collection no longer walks it: it was 108,000 of the 150,000 objects each one went through,
+    at about 1 µs each on the development machine, every second or so under load. And a young
+    collection waits for 10,000 new objects, not 700: nearly all that a request or an event makes is
+    freed by reference counting, so frequent young collections found little. Together they took the
+    collector's time in the end-to-end benchmark from 2.2 s to 0.6 s (start-up included), of the
+    11 s of server CPU it used."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 async def serve(
     settings: Settings,
     engine: Engine,
@@ -185,6 +200,7 @@ async def serve(
         idle_connection_timeout=settings.request_timeout,
         body_timeout=settings.request_timeout,
     )
+    collect_only_what_serving_makes()
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
     log.info(
