@@ -7,10 +7,13 @@ import asyncio
 import pytest
 
 from conf.settings import settings_for_tests
+from core.events import Event
 from core.models import SessionStatus
 from store import MemoryStore
-from tests.providers import GatedProvider
+from tests.providers import FloodProvider, GatedProvider
+from tests.stores import SlowDiskStore
 from workflow.engine import SHUTDOWN, Engine
+from workflow.engine.run import MAX_UNCOMMITTED
 from workflow.eventlog import CloseReason
 from workflow.providers.builtin import BuiltinProvider
 
@@ -71,3 +74,36 @@ async def test_shutdown_waits_for_runs_that_finish_in_time():
     await engine.start(session.id)
     await engine.shutdown(timeout=30)
     assert (await engine.get_session(session.id)).status == SessionStatus.COMPLETED
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_run_cancelled_while_it_waits_for_its_commits_delivers_each_event_once_stored():
+    # A run far enough ahead of its store waits for its latest commit; a cancel stops it there.
+    # That wait's future was the store's own, so it was cancelled too, and the event log took a
+    # cancelled commit for a done one: the event went to readers before it was stored, and the
+    # events before it, stored after, were dropped as already seen.
+    store = SlowDiskStore(MemoryStore())
+    options = settings_for_tests().engine_options()
+    engine = Engine(store, FloodProvider(chunks=200, size=10), options)
+    session = await engine.create_session("tides")
+    store.held = True
+    subscription = await engine.subscribe(session.id, start=True)
+    async with asyncio.timeout(10):
+        while len(store.waiting) <= MAX_UNCOMMITTED:  # the run now waits for the latest of them
+            await asyncio.sleep(0.01)
+    held = len(store.waiting)
+    cancelling = asyncio.create_task(engine.cancel(session.id))
+    async with asyncio.timeout(10):
+        while len(store.waiting) == held:  # the run's last event (its outcome) is now held too
+            await asyncio.sleep(0.01)
+    assert subscription.take() == []  # nothing stored, so nothing delivered
+    await store.release()
+    assert (await cancelling).status == SessionStatus.CANCELLED
+    received: list[Event] = []
+    async with asyncio.timeout(10):
+        while not received or not received[-1].terminal:
+            received += subscription.take()
+            await subscription.ready()
+    stored = await store.events_after(session.id, 0)
+    assert [event.id for event in received] == [event.id for event in stored]
+    assert received[-1].type == "error"

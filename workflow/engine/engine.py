@@ -312,7 +312,7 @@ class Engine:
         session.metadata["queued_at_ns"] = time.time_ns()  # the order survives a restart
         session.touch()
         try:
-            await self._announce_position(session, position, running)
+            await asyncio.shield(self._announce_position(session, position, running))  # see EventLog.append
         except StoreUnavailable as exc:
             raise NotRecorded("start", exc) from exc
         log.info("session %s queued at position %d", session.id, position, extra={"session_id": session.id})
@@ -434,7 +434,8 @@ class Engine:
                     continue
                 if session.status == SessionStatus.QUEUED:
                     commits.append(self._announce_position(session, position, running))
-            for failure in await asyncio.gather(*commits, return_exceptions=True):
+            told = (asyncio.shield(commit) for commit in commits)  # see EventLog.append
+            for failure in await asyncio.gather(*told, return_exceptions=True):
                 # On a shared store another instance may have just taken it, or told it first.
                 if isinstance(failure, Exception):
                     log.info("a queued session was not told its place: %s", failure)
@@ -501,7 +502,7 @@ class Engine:
         session.last_event_id += 1
         event = make_event(session.last_event_id, ev.ERROR, session.id, CANCELLED.data)
         try:
-            await self._append(event, session)
+            await asyncio.shield(self._append(event, session))  # see EventLog.append
         except StoreUnavailable as exc:
             raise NotRecorded("cancellation", exc) from exc
         self.log.close_session(session.id, CloseReason.ENDED)

@@ -107,7 +107,9 @@ class Run:
         self._uncommitted += 1
         committed.add_done_callback(self._committed)
         if wait or self._uncommitted > MAX_UNCOMMITTED:
-            await committed
+            # Shielded: a stop cancels this task while it waits, and that must not cancel the
+            # commit's own future, which the event log reads as the commit's outcome.
+            await asyncio.shield(committed)
         return event
 
     def _committed(self, committed: asyncio.Future[None]) -> None:

@@ -30,7 +30,8 @@ class EventLog(ABC):
 
         The future completes once it is committed and offered to live subscribers; it fails with
         StoreUnavailable, or SessionNotFound once the session has been deleted. Appends commit in
-        the order they were made.
+        the order they were made. It must not be cancelled (a waiter that can be cancelled waits on
+        `asyncio.shield` of it): the log reads its outcome as the commit's.
         """
 
     @abstractmethod
