@@ -15,13 +15,20 @@ from core.store import Delivery, SessionStore, StoredImage
 FULL = "cannot write to the database: database or disk is full"
 
 
+HeldAppend = tuple[str, list[Event], Session | None, Sequence[Delivery], asyncio.Future[None]]
+
+
 class BreakableStore(SessionStore):
-    """Passes everything to a real store; while `broken`, every write fails as a full disk would."""
+    """Passes everything to a real store; while `broken`, every write fails as a full disk would.
+    While `held`, appended events wait to be committed until `release()`, as behind a slow disk;
+    like the SQLite writer, a held write is made even if its caller stopped waiting for it."""
 
     def __init__(self, inner: SessionStore) -> None:
         self.inner = inner
         self.kind = inner.kind
         self.broken = False
+        self.held = False
+        self.waiting: list[HeldAppend] = []
 
     def _check(self) -> None:
         if self.broken:
@@ -68,7 +75,25 @@ class BreakableStore(SessionStore):
             failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             failed.set_exception(StoreUnavailable(FULL))
             return failed
+        if self.held:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.waiting.append((session_id, list(events), session, outbox, future))
+            return future
         return self.inner.append_events(session_id, events, session, outbox)
+
+    async def release(self) -> None:
+        """Commit what waits, in order, and whatever comes next at once."""
+        self.held = False
+        while self.waiting:
+            session_id, events, session, outbox, future = self.waiting.pop(0)
+            try:
+                await self.inner.append_events(session_id, events, session, outbox)
+            except Exception as exc:  # handed to the caller, as a store would
+                if not future.done():
+                    future.set_exception(exc)
+                continue
+            if not future.done():
+                future.set_result(None)
 
     async def events_after(self, session_id: str, after_id: int) -> list[Event]:
         return await self.inner.events_after(session_id, after_id)
@@ -105,43 +130,3 @@ class BreakableStore(SessionStore):
 
     async def close(self) -> None:
         await self.inner.close()
-
-
-HeldAppend = tuple[str, list[Event], Session | None, Sequence[Delivery], asyncio.Future[None]]
-
-
-class SlowDiskStore(BreakableStore):
-    """While `held`, appended events wait to be committed until `release()`, as behind a slow disk.
-    Like the SQLite writer, a held write is made even if its caller stopped waiting for it."""
-
-    def __init__(self, inner: SessionStore) -> None:
-        super().__init__(inner)
-        self.held = False
-        self.waiting: list[HeldAppend] = []
-
-    def append_events(
-        self,
-        session_id: str,
-        events: Sequence[Event],
-        session: Session | None = None,
-        outbox: Sequence[Delivery] = (),
-    ) -> asyncio.Future[None]:
-        if not self.held:
-            return super().append_events(session_id, events, session, outbox)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiting.append((session_id, list(events), session, outbox, future))
-        return future
-
-    async def release(self) -> None:
-        """Commit what waits, in order, and whatever comes next at once."""
-        self.held = False
-        while self.waiting:
-            session_id, events, session, outbox, future = self.waiting.pop(0)
-            try:
-                await super().append_events(session_id, events, session, outbox)
-            except Exception as exc:  # handed to the caller, as a store would
-                if not future.done():
-                    future.set_exception(exc)
-                continue
-            if not future.done():
-                future.set_result(None)

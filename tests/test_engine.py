@@ -11,7 +11,7 @@ from core.events import Event
 from core.models import SessionStatus
 from store import MemoryStore
 from tests.providers import FloodProvider, GatedProvider
-from tests.stores import SlowDiskStore
+from tests.stores import BreakableStore
 from workflow.engine import SHUTDOWN, Engine
 from workflow.engine.run import MAX_UNCOMMITTED
 from workflow.eventlog import CloseReason
@@ -82,7 +82,7 @@ async def test_a_run_cancelled_while_it_waits_for_its_commits_delivers_each_even
     # That wait's future was the store's own, so it was cancelled too, and the event log took a
     # cancelled commit for a done one: the event went to readers before it was stored, and the
     # events before it, stored after, were dropped as already seen.
-    store = SlowDiskStore(MemoryStore())
+    store = BreakableStore(MemoryStore())
     options = settings_for_tests().engine_options()
     engine = Engine(store, FloodProvider(chunks=200, size=10), options)
     session = await engine.create_session("tides")

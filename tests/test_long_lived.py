@@ -12,7 +12,7 @@ import pytest
 from tornado.iostream import IOStream
 
 from listener.long_lived import NOTHING_TRUSTED, ShortQueue, slim_connection
-from tests.test_stream import start_held_run
+from tests.test_stream import server_side_of_a_held_stream
 
 
 def queue_bytes(stream: IOStream) -> int:
@@ -26,10 +26,7 @@ async def test_an_open_stream_keeps_small_write_queues_and_still_delivers_everyt
     # Tornado's two per-connection write queues are deques of about 760 bytes each, empty: a
     # tenth of what an idle stream costs, by the ten thousand. A Tornado that renamed them would
     # make this fail, rather than let the saving go unnoticed.
-    gate, _, stream = await start_held_run(api, http_port, engine)
-    await stream.read_until("step-start")
-    [handler] = list(app.settings["open_streams"])
-    connection = handler.request.connection
+    gate, stream, connection = await server_side_of_a_held_stream(api, http_port, engine, app)
     assert queue_bytes(connection.stream) < 200
     assert connection.context.trusted_downstream is NOTHING_TRUSTED
     gate.gate.set()

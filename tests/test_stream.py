@@ -195,17 +195,22 @@ async def start_held_run(api, http_port, engine):
     return gate, session_id, stream
 
 
+async def server_side_of_a_held_stream(api, http_port, engine, app):
+    """A held run's stream once its first step began, and the server's HTTP connection of it."""
+    gate, _, stream = await start_held_run(api, http_port, engine)
+    await stream.read_until("step-start")
+    [handler] = list(app.settings["open_streams"])
+    return gate, stream, handler.request.connection
+
+
 @pytest.mark.gen_test
 async def test_events_leave_at_once_without_waiting_for_the_client_to_acknowledge(
     api, http_port, engine, app
 ):
     # With Nagle's algorithm on, an event written while the last is unacknowledged waited for the
     # client's delayed ACK (40 to 200 ms on Linux): p99 latency to 1,000 streams was 185 ms.
-    gate, _, stream = await start_held_run(api, http_port, engine)
-    await stream.read_until("step-start")
-    [handler] = list(app.settings["open_streams"])
-    server_socket = handler.request.connection.stream.socket
-    assert server_socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    gate, stream, connection = await server_side_of_a_held_stream(api, http_port, engine, app)
+    assert connection.stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     gate.gate.set()
     assert (await stream.read_all())[-1].type == "final"
 
