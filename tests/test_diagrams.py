@@ -8,11 +8,14 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workflow.lesson import diagrams
-from workflow.lesson.diagrams import key_terms_svg, outline_map_svg, text_width, wrap_text
+from workflow.lesson.diagrams import key_terms_svg, measure, outline_map_svg, text_width, wrap_text
 from workflow.lesson.diagrams.labels import Label, TextStyle, text_block
 from workflow.lesson.diagrams.measure import atoms, clean_text
+from workflow.lesson.diagrams.svg import _num
 from workflow.lesson.model import KeyTerm, OutlineSection
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -427,3 +430,21 @@ def test_each_section_gets_its_own_colour():
     root = _parse(outline_map_svg("t", _sections(12, 0)))
     strokes = [r.get("stroke") for r in root.iter(f"{NS}rect") if r.get("class") == "node section"]
     assert len(set(strokes)) == 12
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False))
+def test_a_coordinate_is_written_as_round_to_one_decimal_would_write_it(value):
+    expected = f"{round(value, 1) + 0.0:.1f}".removesuffix(".0")
+    assert _num(value) == expected
+    assert _num(value) != "-0"
+
+
+def test_widths_stay_right_and_their_table_bounded_under_texts_of_ever_new_characters():
+    before = text_width("Photosynthesis", 14)
+    # Hostile labels: each thousands of characters not met before, more than the table of widths holds.
+    for block in range(5):
+        many = "".join(chr(c) for c in range(0x4E00 + 5000 * block, 0x4E00 + 5000 * (block + 1)))
+        assert text_width(many, 14) == pytest.approx(sum(measure.char_width(ch, 14) for ch in many))
+        assert len(measure._widths(14, False)) <= measure._MAX_KNOWN_CHARACTERS + 5000
+    assert text_width("Photosynthesis", 14) == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from workflow.lesson.diagrams.measure import atoms, clean_text, text_width, word_width, wrap_lines
+from workflow.lesson.diagrams.measure import atoms, clean_text, text_width, word_width, wrap_atoms
 from workflow.lesson.diagrams.theme import INK
 
 # Vertical metrics of a line of text, as fractions of the font size: the line's slot height, and how
@@ -53,10 +53,12 @@ def text_block(text: str, style: TextStyle, max_width: float, max_lines: int) ->
     A single word wider than that may widen the box by up to a third rather than be cut mid-word,
     since "Photosynthes / is" reads far worse than a slightly wider box.
     """
-    widest_word = max((word_width(a, style.size, style.bold) for a, _ in atoms(clean_text(text))), default=0)
+    cleaned = clean_text(text)
+    pieces = atoms(cleaned)
+    widest_word = max((word_width(a, style.size, style.bold) for a, _ in pieces), default=0)
     width = min(max(max_width, widest_word), max_width * WORD_STRETCH)
-    lines, truncated = wrap_lines(text, width, style.size, style.bold, max_lines)
-    return TextBlock(tuple(lines), style, clean_text(text), truncated)
+    lines, truncated = wrap_atoms(pieces, width, style.size, style.bold, max_lines)
+    return TextBlock(tuple(lines), style, cleaned, truncated)
 
 
 @dataclass(frozen=True)

@@ -53,9 +53,28 @@ def _char_width(ch: str, font_size: float, bold: bool) -> float:
     return em * font_size * (BOLD_FACTOR if bold else 1.0)
 
 
+# Each line of every label is measured: one dictionary look-up per character is far cheaper than a
+# cached call, which hashes its arguments each time. A text of many distinct characters (hostile, or
+# a whole script) empties the table rather than grow it without bound.
+_MAX_KNOWN_CHARACTERS = 8192
+
+
+@functools.lru_cache(maxsize=64)
+def _widths(font_size: float, bold: bool) -> dict[str, float]:
+    """The widths of the characters met so far at one size and weight."""
+    return {}
+
+
 def text_width(text: str, font_size: float, *, bold: bool = False) -> float:
     """Estimated rendered width of a single line of text."""
-    return sum([_char_width(ch, font_size, bold) for ch in text])
+    widths = _widths(font_size, bold)
+    try:
+        return sum(map(widths.__getitem__, text))
+    except KeyError:  # a character not met before at this size
+        if len(widths) > _MAX_KNOWN_CHARACTERS:
+            widths.clear()
+        widths.update((ch, _char_width(ch, font_size, bold)) for ch in set(text))
+        return sum(map(widths.__getitem__, text))
 
 
 @functools.lru_cache(maxsize=8192)
@@ -126,10 +145,17 @@ def wrap_lines(
     text: str, max_width: float, font_size: float, bold: bool, max_lines: int
 ) -> tuple[list[str], bool]:
     """The cleaned text broken into lines as wrap_text does, and whether any of it had to be cut."""
+    return wrap_atoms(atoms(clean_text(text)), max_width, font_size, bold, max_lines)
+
+
+def wrap_atoms(
+    pieces: list[tuple[str, bool]], max_width: float, font_size: float, bold: bool, max_lines: int
+) -> tuple[list[str], bool]:
+    """wrap_lines of a cleaned text's atoms. Each line is clean text: single spaces, none at its ends."""
     lines: list[str] = []
     line, width = "", 0.0  # the line so far, and its width: each piece is measured once, not each line
     space = _char_width(" ", font_size, bold)
-    for atom, spaced in atoms(clean_text(text)):
+    for atom, spaced in pieces:
         gap = spaced and bool(line)
         candidate_width = width + (space if gap else 0.0) + word_width(atom, font_size, bold)
         if candidate_width <= max_width:

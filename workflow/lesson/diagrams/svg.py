@@ -14,7 +14,10 @@ SVG_NS = "http://www.w3.org/2000/svg"
 
 def _num(value: float) -> str:
     """A coordinate rounded to one decimal, without a trailing ".0" (and never "-0")."""
-    return f"{round(value, 1) + 0.0:.1f}".removesuffix(".0")  # + 0.0 turns -0.0 into 0.0
+    # Formatting rounds as round() does (both round the exact binary value), without a float
+    # made and formatted in between: a diagram has hundreds of coordinates.
+    text = f"{value:.1f}".removesuffix(".0")
+    return "0" if text == "-0" else text
 
 
 def _esc(text: str) -> str:
@@ -51,7 +54,8 @@ def draw_label(
         )
         for i, line in enumerate(block.lines):
             baseline = top + (i + 0.5) * style.line_height + BASELINE_DROP * style.size
-            parts.append(f'<tspan x="{_num(x)}" y="{_num(baseline)}">{_esc(line)}</tspan>')
+            # A wrapped line is clean text already (see wrap_atoms): only escaped.
+            parts.append(f'<tspan x="{_num(x)}" y="{_num(baseline)}">{html.escape(line)}</tspan>')
         parts.append("</text>")
         top += block.height + label.gap
     parts.append("</g>")
