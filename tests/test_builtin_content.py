@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.errors import ContentError
 from workflow.lesson.model import (
@@ -37,6 +40,7 @@ from workflow.providers.builtin.compose import (
     write_summary,
 )
 from workflow.providers.builtin.loader import load_texts, shipped_texts
+from workflow.providers.builtin.provider import chunk_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -677,3 +681,29 @@ def test_the_texts_are_read_once_however_many_providers_are_made():
     for _ in range(3):
         BuiltinProvider()
     assert shipped_texts.cache_info().misses == reads
+
+
+# --- streaming pieces ---------------------------------------------------------------------------
+
+_TEXT = st.text(alphabet=st.sampled_from("ab \n\t\u00a0中."), max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXT, size=st.integers(min_value=1, max_value=80))
+def test_text_goes_out_in_whole_words_of_at_least_the_piece_size_losing_nothing(text, size):
+    pieces = chunk_text(text, size)
+    assert "".join(pieces) == text
+    assert all(pieces)
+    for piece, following in itertools.pairwise(pieces):
+        assert len(piece) >= size  # only the last piece may be short
+        # A piece ends where a word starts after whitespace, so no word is split between pieces...
+        assert piece[-1].isspace() and not following[0].isspace()
+        # ...and it is the shortest such run: cut at any earlier word start, it would be too short.
+        earlier = [i for i in range(1, len(piece)) if piece[i - 1].isspace() and not piece[i].isspace()]
+        assert all(i < size for i in earlier)
+
+
+def test_a_lesson_at_pace_zero_still_streams_in_pieces_of_about_64_characters():
+    text = "word " * 100
+    pieces = chunk_text(text)
+    assert [len(p) for p in pieces] == [65] * 7 + [45]

@@ -14,20 +14,24 @@ from workflow.providers.builtin.loader import shipped_texts
 # At pace 0 text still goes out in pieces of about this many characters, so a client sees it
 # arrive step by step and the IOLoop gets a turn between pieces.
 CHUNK_CHARS = 64
-_PIECES = re.compile(r"\S+\s*|\s+")
+# Where a word starts after whitespace: the places a piece may end.
+_WORD_START = re.compile(r"(?<=\s)(?=\S)")
 
 
 def chunk_text(text: str, size: int = CHUNK_CHARS) -> list[str]:
-    """Split text into pieces of about `size` characters, on word boundaries, losing nothing."""
+    """Split text into pieces of about `size` characters, on word boundaries, losing nothing.
+
+    Each piece is the shortest run of whole words (each with the whitespace after it) that is at
+    least `size` long; the last may be shorter.
+    """
     chunks: list[str] = []
-    current = ""
-    for piece in _PIECES.findall(text):
-        current += piece
-        if len(current) >= size:
-            chunks.append(current)
-            current = ""
-    if current:
-        chunks.append(current)
+    start, end = 0, len(text)
+    while start < end:
+        # The first word start at least `size` on; searched from there, not word by word.
+        cut = _WORD_START.search(text, start + max(size, 1))
+        stop = cut.start() if cut else end
+        chunks.append(text[start:stop])
+        start = stop
     return chunks
 
 
