@@ -25,7 +25,7 @@ from core.models import Session, SessionStatus, rfc3339, utcnow
 from core.store import FINISHED, UNFINISHED, Delivery, SessionStore, StoredImage
 from store import schema
 from store.records import COLUMNS, Row, session_from_row, session_to_row
-from store.writer import GroupCommitWriter
+from store.writer import GroupCommitWriter, Insert
 
 T = TypeVar("T")
 
@@ -102,6 +102,20 @@ def _session_must_exist(session_id: str) -> Iterator[None]:
         if "FOREIGN KEY" in str(exc):
             raise SessionNotFound(session_id) from exc
         raise
+
+
+class _EventInsert(Insert):
+    """A session's events, and nothing else: made in one statement with its neighbours'."""
+
+    __slots__ = ("session_id",)
+
+    def __init__(self, session_id: str, rows: list[tuple[Any, ...]]) -> None:
+        super().__init__(INSERT_EVENTS, rows)
+        self.session_id = session_id
+
+    def __call__(self, connection: sqlite3.Connection) -> None:
+        with _session_must_exist(self.session_id):
+            super().__call__(connection)
 
 
 class SQLiteStore(SessionStore):
@@ -266,6 +280,8 @@ class SQLiteStore(SessionStore):
         outbox: Sequence[Delivery] = (),
     ) -> asyncio.Future[None]:
         rows = [(session_id, event.id, event.type, event.payload) for event in events]
+        if session is None and not outbox:
+            return self._write(_EventInsert(session_id, rows))
         session_row = session_to_row(session) if session is not None else None  # taken now, as in update
         deliveries = [_delivery_row(delivery) for delivery in outbox]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import queue
 import sqlite3
@@ -19,6 +20,24 @@ log = logging.getLogger("orchestrator.store")
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 _STOP = object()
+
+
+class Insert:
+    """A write that only inserts rows with one statement, answering None.
+
+    Consecutive inserts of a group with the same statement are made by one `executemany`, not one
+    Python call each: a run's events are most of what is written, one or a few to an append. If
+    that fails, each is made again on its own (as every operation is then), and `__call__` says
+    what its own failure means.
+    """
+
+    __slots__ = ("rows", "sql")
+
+    def __init__(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.sql, self.rows = sql, rows
+
+    def __call__(self, connection: sqlite3.Connection) -> None:
+        connection.executemany(self.sql, self.rows)
 
 
 class GroupCommitWriter:
@@ -63,12 +82,8 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self.pending += 1
-        future.add_done_callback(self._answered)
         self._queue.put((operation, future, loop))
         return future
-
-    def _answered(self, _: asyncio.Future[Any]) -> None:
-        self.pending -= 1
 
     async def stop(self) -> None:
         """Commit what is queued, then close the connection and end the thread."""
@@ -76,15 +91,21 @@ class GroupCommitWriter:
             self._queue.put(_STOP)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
+    def _answer(self, settlements: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        """On the loop's thread: the writes are made (or failed) and their callers hear so."""
+        self.pending -= len(settlements)
+        for future, ok, value in settlements:
+            _settle(future, ok, value)
+
     def _run(self) -> None:
         assert self._opened is not None
         opened = self._opened
         try:
             connection = self._connect()
         except BaseException as exc:  # hand every failure to the caller of start()
-            opened.get_loop().call_soon_threadsafe(_settle_all, [(opened, False, exc)])
+            opened.get_loop().call_soon_threadsafe(_settle, opened, False, exc)
             return
-        opened.get_loop().call_soon_threadsafe(_settle_all, [(opened, True, None)])
+        opened.get_loop().call_soon_threadsafe(_settle, opened, True, None)
         try:
             while True:
                 batch = self._next_batch()
@@ -136,20 +157,18 @@ class GroupCommitWriter:
             loops.setdefault(loop, []).append((future, ok, value))
         for loop, settlements in loops.items():
             # One wake-up of the loop per commit, however many writes it answers.
-            loop.call_soon_threadsafe(_settle_all, settlements)
+            loop.call_soon_threadsafe(self._answer, settlements)
 
     def _transaction(
         self, connection: sqlite3.Connection, work: list[Any], isolate: bool
     ) -> list[tuple[bool, Any]]:
-        outcomes: list[tuple[bool, Any]] = []
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for operation, _, _ in work:
-                if isolate:
-                    outcomes.append(self._isolated(connection, operation))
-                    continue
+            if isolate:
+                outcomes = [self._isolated(connection, operation) for operation, _, _ in work]
+            else:
                 try:
-                    outcomes.append((True, operation(connection)))
+                    outcomes = self._together(connection, [operation for operation, _, _ in work])
                 except Exception as exc:
                     raise _OperationFailed from exc
             connection.execute("COMMIT")
@@ -160,6 +179,20 @@ class GroupCommitWriter:
             raise
         self.commits += 1
         self.last_error = None
+        return outcomes
+
+    @staticmethod
+    def _together(connection: sqlite3.Connection, operations: list[Operation]) -> list[tuple[bool, Any]]:
+        """Each operation's result, in order; each run of inserts of one statement made as one."""
+        outcomes: list[tuple[bool, Any]] = []
+        for _, group in itertools.groupby(operations, _statement):
+            together = list(group)
+            if len(together) == 1:
+                outcomes.append((True, together[0](connection)))
+                continue
+            inserts = [insert for insert in together if isinstance(insert, Insert)]  # all (see _statement)
+            connection.executemany(inserts[0].sql, [row for insert in inserts for row in insert.rows])
+            outcomes += [(True, None)] * len(inserts)
         return outcomes
 
     @staticmethod
@@ -175,15 +208,19 @@ class GroupCommitWriter:
         return True, result
 
 
+def _statement(operation: Operation) -> object:
+    """What groups operations made together: an insert's statement; any other is alone."""
+    return operation.sql if isinstance(operation, Insert) else object()
+
+
 class _OperationFailed(Exception):
     """An operation raised inside a shared transaction; the batch is rerun one savepoint each."""
 
 
-def _settle_all(settlements: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in settlements:
-        if future.done():  # the caller gave up waiting
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the caller gave up waiting
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

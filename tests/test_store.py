@@ -648,6 +648,64 @@ async def test_one_failing_write_in_a_batch_does_not_undo_the_others(tmp_path):
 
 
 @pytest.mark.gen_test
+async def test_pending_writes_counts_what_is_queued_until_the_writer_answers_it(tmp_path):
+    async with opened(tmp_path / "store.db") as store:
+        session = (await create_all(store, Session.new("topic")))[0]
+        holding, release = threading.Event(), threading.Event()
+        held = store._writer.submit(lambda _connection: holding.set() or release.wait(10))
+        try:
+            async with asyncio.timeout(10):
+                while not holding.is_set():
+                    await asyncio.sleep(0.001)
+            appends = [store.append_events(session.id, [an_event(session.id, i)]) for i in (1, 2, 3)]
+            appends[2].cancel()  # a caller that stopped waiting: its write is still to be made
+            assert store._writer.pending == 4
+        finally:
+            release.set()
+        async with asyncio.timeout(10):
+            await asyncio.gather(held, *appends[:2])
+            while store._writer.pending:
+                await asyncio.sleep(0.001)
+        assert (await store.describe())["pending_writes"] == 0
+        assert len(await store.events_after(session.id, 0)) == 3
+
+
+@pytest.mark.gen_test
+async def test_event_appends_made_together_still_succeed_and_fail_one_by_one(tmp_path):
+    # Plain event appends queued back to back are made by one statement: one failing among them
+    # (a duplicate id, a session deleted meanwhile) must still fail alone, each saying why.
+    async with opened(tmp_path / "store.db", commit_window=0.005) as store:
+        first, duplicated, deleted, last = await create_all(
+            store, *(Session.new(f"topic {i}") for i in range(4))
+        )
+        await store.append_events(duplicated.id, [an_event(duplicated.id, 1, "the original")])
+        await store.delete(deleted.id)
+        commits_before = (await store.describe())["commits"]
+
+        outcomes = await in_one_batch(
+            store,
+            [
+                lambda: store.append_events(first.id, [an_event(first.id, 1), an_event(first.id, 2)]),
+                lambda: store.append_events(first.id, [an_event(first.id, 3)]),
+                lambda: store.append_events(duplicated.id, [an_event(duplicated.id, 1, "a duplicate")]),
+                lambda: store.append_events(deleted.id, [an_event(deleted.id, 1)]),
+                lambda: store.append_events(last.id, [an_event(last.id, 1)]),
+            ],
+        )
+
+        assert outcomes[:2] == [None, None] and outcomes[4] is None
+        assert isinstance(outcomes[2], StoreUnavailable)
+        assert isinstance(outcomes[3], SessionNotFound)
+        assert (await store.describe())["commits"] - commits_before == 2  # the hold's and the batch's
+        assert [e.frame for e in await store.events_after(first.id, 0)] == [
+            e.frame for e in events_for(first.id, 3)
+        ]
+        original = an_event(duplicated.id, 1, "the original")
+        assert [e.frame for e in await store.events_after(duplicated.id, 0)] == [original.frame]
+        assert [e.frame for e in await store.events_after(last.id, 0)] == [an_event(last.id, 1).frame]
+
+
+@pytest.mark.gen_test
 @pytest.mark.parametrize(
     "content",
     [b"not a database\n" * 100, random.Random(7).randbytes(16384)],
