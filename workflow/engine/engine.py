@@ -31,6 +31,7 @@ from core.errors import (
 from core.events import Event, make_event
 from core.models import Session, SessionResult, SessionStatus, StopReason, rfc3339, utcnow
 from core.store import Delivery, FleetQueue, SessionStore, StoredImage
+from workflow.engine.finished import FinishedSessions
 from workflow.engine.locks import SessionLocks
 from workflow.engine.options import EngineOptions
 from workflow.engine.pipeline import Pipeline
@@ -74,6 +75,8 @@ class Engine:
         self.webhooks = webhooks
         self.on_outbox: Callable[[], None] | None = None  # told once new deliveries are committed
         self.runs: dict[str, Run] = {}
+        # Sessions this process lately stored as finished; none on a store other processes share.
+        self._finished = FinishedSessions(kept=0) if store.shared else FinishedSessions()
         # Sessions waiting for a run slot, first in first out (a dict keeps insertion order).
         self._queue: dict[str, None] = {}
         self._draining_queue: asyncio.Task[None] | None = None
@@ -93,7 +96,9 @@ class Engine:
 
     async def get_session(self, session_id: str) -> Session:
         run = self.runs.get(session_id)
-        session = run.session if run is not None else await self.store.get(session_id)
+        session = run.session if run is not None else self._finished.get(session_id)
+        if session is None:
+            session = await self.store.get(session_id)
         if session is None:
             raise SessionNotFound(session_id)
         return session
@@ -512,6 +517,7 @@ class Engine:
         async with self._locks.hold(session_id):
             run = self.runs.get(session_id)
             status = run.session.status if run is not None else (await self._fresh(session_id)).status
+            self._finished.forget(session_id)  # first: from here on, only the store can tell
             if run is not None:
                 await run.stop(StopReason.DELETED)
             if not await self.store.delete(session_id):
@@ -637,6 +643,8 @@ class Engine:
     def _run_ended(self, run: Run, task: asyncio.Task[None]) -> None:
         if self.runs.get(run.session.id) is run:
             del self.runs[run.session.id]
+            if run.stored_finished:
+                self._finished.keep(run.session)
         if self.store.shared:
             self._background(self._release_slot(run.session.id), f"releasing {run.session.id}")
         elif self._queue:
@@ -778,6 +786,7 @@ class Engine:
         )
         self._count = None
         for session_id in deleted:
+            self._finished.forget(session_id)
             self.log.close_session(session_id, CloseReason.DELETED)
         if deleted:
             log.info("pruned %d finished sessions", len(deleted))

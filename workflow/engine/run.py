@@ -62,6 +62,7 @@ class Run:
         self.session = session
         self.stop_reason = StopReason.INTERRUPTED
         self.record_error: StoreUnavailable | None = None  # the outcome could not be stored
+        self.stored_finished = False  # it ended, and that is stored: the session changes no more
         self._log, self._store, self._pipeline, self._append = log, store, pipeline, append
         self._uncommitted = 0  # events published and not yet committed
         self._write_failure: BaseException | None = None  # once a write failed, nothing more is sent
@@ -172,6 +173,7 @@ class Run:
                     await self._store.update(self.session)
                 else:
                     await self.publish(outcome.event_type, outcome.data, save=True, wait=True)
+                self.stored_finished = self.session.status.finished
         except RunTakenOver:
             close = CloseReason.MOVED  # the new owner records how it ends
         except StoreUnavailable as exc:
