@@ -107,3 +107,40 @@ async def test_a_run_cancelled_while_it_waits_for_its_commits_delivers_each_even
     stored = await store.events_after(session.id, 0)
     assert [event.id for event in received] == [event.id for event in stored]
     assert received[-1].type == "error"
+
+
+@pytest.mark.expect_errors("an event was not stored", "stopped")
+@pytest.mark.gen_test(timeout=30)
+async def test_a_run_whose_event_was_not_stored_sends_nothing_more_and_ends_its_streams():
+    # The run does not wait for each commit; the first append the store refuses stops it all the
+    # same, before its next event, and its readers are left with exactly what was stored.
+    store = BreakableStore(MemoryStore())
+    engine = Engine(store, FloodProvider(chunks=200, size=10), settings_for_tests().engine_options())
+    session = await engine.create_session("tides")
+    subscription = await engine.subscribe(session.id, start=True)
+    received: list[Event] = []
+    async with asyncio.timeout(10):
+        while not any(event.type == "step-delta" for event in received):
+            await subscription.ready()
+            received += subscription.take()
+    refused: list[Event] = []
+    append = store.append_events
+
+    def counted(session_id, events, state=None, outbox=()):
+        refused.extend(events)
+        return append(session_id, events, state, outbox)
+
+    store.broken, store.append_events = True, counted
+    run = engine.runs[session.id]
+    async with asyncio.timeout(10):
+        await asyncio.wait({run.task})
+        while not subscription.closed:
+            received += subscription.take()
+            await subscription.ready()
+    received += subscription.take()
+    assert subscription.closed_reason == CloseReason.STORE_DOWN
+    assert len(refused) == 1  # the next event was never made
+    assert isinstance(run.record_error, Exception) and not run.stored_finished
+    stored = await store.events_after(session.id, 0)
+    assert [event.id for event in received] == [event.id for event in stored]
+    assert (await store.get(session.id)).status == SessionStatus.RUNNING  # a restart resumes it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,9 @@ class Run:
         self.record_error: StoreUnavailable | None = None  # the outcome could not be stored
         self.stored_finished = False  # it ended, and that is stored: the session changes no more
         self._log, self._store, self._pipeline, self._append = log, store, pipeline, append
-        self._uncommitted = 0  # events published and not yet committed
+        # The appends not yet answered, oldest first. Looked at as the next one is made, not each
+        # told with a callback: appends are answered in the order they were made.
+        self._unanswered: deque[asyncio.Future[None]] = deque()
         self._write_failure: BaseException | None = None  # once a write failed, nothing more is sent
         self._started = False
         self._stop_requested = False
@@ -100,26 +103,29 @@ class Run:
         The run does not wait for the commit (appends commit in order, so what a crash leaves is
         always a prefix of the log) unless `wait` is set, or MAX_UNCOMMITTED events are waiting.
         """
+        self._note_answers()
         if self._write_failure is not None:
             raise self._write_failure
         self.session.last_event_id += 1
         event = make_event(self.session.last_event_id, event_type, self.session.id, data, step_id)
         committed = self._append(event, self.session if save else None)
-        self._uncommitted += 1
-        committed.add_done_callback(self._committed)
-        if wait or self._uncommitted > MAX_UNCOMMITTED:
+        self._unanswered.append(committed)
+        if wait or len(self._unanswered) > MAX_UNCOMMITTED:
             # Shielded: a stop cancels this task while it waits, and that must not cancel the
             # commit's own future, which the event log reads as the commit's outcome.
             await asyncio.shield(committed)
         return event
 
-    def _committed(self, committed: asyncio.Future[None]) -> None:
-        self._uncommitted -= 1
-        failure = None if committed.cancelled() else committed.exception()
-        if failure is not None and self._write_failure is None:
-            self._write_failure = failure
-            if not isinstance(failure, SessionNotFound):
-                log.error("session %s: an event was not stored: %s", self.session.id, failure)
+    def _note_answers(self) -> None:
+        """Let go of the appends answered since the last look, keeping the first failure."""
+        unanswered = self._unanswered
+        while unanswered and unanswered[0].done():
+            committed = unanswered.popleft()
+            failure = None if committed.cancelled() else committed.exception()
+            if failure is not None and self._write_failure is None:
+                self._write_failure = failure
+                if not isinstance(failure, SessionNotFound):
+                    log.error("session %s: an event was not stored: %s", self.session.id, failure)
 
     async def _main(self) -> None:
         self._started = True
