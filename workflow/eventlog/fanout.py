@@ -62,7 +62,7 @@ class FanOutEventLog(EventLog):
             # Local only: whoever deleted the session has told everyone else already.
             self._end_local(event.session_id, CloseReason.DELETED if gone else CloseReason.STORE_DOWN)
             return
-        metrics.EVENTS_APPENDED.labels(event.type).inc()
+        metrics.events_appended(event.type).inc()
         self._committed(event)
 
     def _committed(self, event: Event) -> None:
