@@ -12,6 +12,7 @@ from core.store import SessionStore
 from tests.providers import GatedProvider
 from tests.sse_client import SSEEvent, open_sse
 from tests.stores import BreakableStore
+from tests.test_stream import run_to_end
 from workflow.providers.builtin import BuiltinProvider
 
 FINISHED = {"completed", "failed", "cancelled"}
@@ -197,6 +198,21 @@ async def test_cancelling_a_running_session_while_the_store_cannot_write_answers
     assert (status, body["status"]) == (503, 503)
     assert "cancel" in body["error"]
     stream.close()
+
+
+@pytest.mark.expect_errors("cannot write to the database", "503 POST")
+@pytest.mark.gen_test(timeout=30)
+async def test_a_start_the_store_refused_leaves_it_pending_and_the_next_start_runs_it(api, http_port, store):
+    # The start takes the session as its create stored it (no read); the refused write must not
+    # leave that copy, marked running, for the next start to find.
+    session_id = await api.create("tides")
+    store.broken = True
+    status, body, _ = await api.request("POST", f"/api/sessions/{session_id}/run")
+    assert (status, body["status"]) == (503, 503)
+    store.broken = False
+    assert (await api.request("GET", f"/api/sessions/{session_id}"))[1]["status"] == "pending"
+    events = await run_to_end(http_port, session_id)
+    assert events[-1].type == "final"
 
 
 # -- defect 6: a client that drops while sending a body leaves no request behind --------------------

@@ -127,14 +127,16 @@ async def test_a_stream_that_starts_its_session_reads_nothing_of_the_log_first(
 
 
 @pytest.mark.gen_test
-async def test_a_post_run_reads_the_session_once_under_its_lock(api: Any, http_port: int, store: Any):
+async def test_a_post_run_reads_the_session_at_most_once_under_its_lock(api: Any, http_port: int, store: Any):
     # A start takes the session's lock whatever it finds, so a first look without the lock only
-    # doubled the reads (and the waits behind a busy store) before the stream's first byte.
+    # doubled the reads (and the waits behind a busy store) before the stream's first byte. A
+    # session this process created and nothing touched since is not read at all: it is taken as
+    # its create stored it. A shared store (another instance may have started it) is read.
     session_id = await api.create()
     reads = record_calls(store, "get")
     stream = await open_sse(http_port, f"/api/sessions/{session_id}/run", "POST")
     await stream.read_until("connected")
-    assert reads == [(session_id,)]
+    assert reads == ([(session_id,)] if store.shared else [])
     assert (await stream.read_all())[-1].type == "final"
 
 

@@ -31,6 +31,7 @@ from core.errors import (
 from core.events import Event, make_event
 from core.models import Session, SessionResult, SessionStatus, StopReason, rfc3339, utcnow
 from core.store import Delivery, FleetQueue, SessionStore, StoredImage
+from workflow.engine.created import CreatedSessions
 from workflow.engine.finished import FinishedSessions
 from workflow.engine.locks import SessionLocks
 from workflow.engine.options import EngineOptions
@@ -77,6 +78,8 @@ class Engine:
         self.runs: dict[str, Run] = {}
         # Sessions this process lately stored as finished; none on a store other processes share.
         self._finished = FinishedSessions(kept=0) if store.shared else FinishedSessions()
+        # Sessions created here that no command has touched yet; none on a shared store either.
+        self._created = CreatedSessions(kept=0) if store.shared else CreatedSessions()
         # Sessions waiting for a run slot, first in first out (a dict keeps insertion order).
         self._queue: dict[str, None] = {}
         self._draining_queue: asyncio.Task[None] | None = None
@@ -104,12 +107,8 @@ class Engine:
         return session
 
     async def get_owned(self, session_id: str, owner: str | None) -> Session:
-        """The session, if `owner` may see it (None: anyone may); otherwise not found, so that a
-        caller cannot learn that another's session exists."""
-        session = await self.get_session(session_id)
-        if owner is not None and session.owner != owner:
-            raise SessionNotFound(session_id)
-        return session
+        """The session, if `owner` may see it (see _seen_by)."""
+        return _seen_by(await self.get_session(session_id), owner)
 
     async def list_sessions(
         self, limit: int, status: str | None = None, before: str | None = None, owner: str | None = None
@@ -220,6 +219,7 @@ class Engine:
                 retry_after=60,
             ) from None
         self._count = None if self._count is None else self._count + 1
+        self._created.keep(session)
         log.info("session %s created for topic %r", session.id, topic, extra={"session_id": session.id})
         return session
 
@@ -549,7 +549,7 @@ class Engine:
         if must_start:
             # A start takes the lock whatever it finds: its one read of the session is under it.
             async with self._locks.hold(session_id):
-                session = await self.get_owned(session_id, owner)
+                session = _seen_by(await self._fresh(session_id), owner)
                 _check_pending(session)
                 return await self._subscribe(session, after_id, will_start=True, must_start=True)
         # The one read of the session that attaching needs (with the owner's check in it: on Redis a
@@ -760,8 +760,11 @@ class Engine:
             self._drain_queue_soon()
 
     async def _fresh(self, session_id: str) -> Session:
-        """The session as it is now: its Run's if it is running, else the store's. Under its lock."""
-        return await self.get_session(session_id)
+        """The session as it is now: its Run's if it is running, else the store's. Under its lock.
+        One created here that no command has touched is taken as it was stored, with no read."""
+        run = self.runs.get(session_id)
+        created = self._created.take(session_id) if run is None else None
+        return created if created is not None else await self.get_session(session_id)
 
     # -- upkeep -------------------------------------------------------------------------------
 
@@ -787,6 +790,7 @@ class Engine:
         self._count = None
         for session_id in deleted:
             self._finished.forget(session_id)
+            self._created.forget(session_id)
             self.log.close_session(session_id, CloseReason.DELETED)
         if deleted:
             log.info("pruned %d finished sessions", len(deleted))
@@ -828,6 +832,14 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _seen_by(session: Session, owner: str | None) -> Session:
+    """The session, if `owner` may see it (None: anyone may); otherwise not found, so that a
+    caller cannot learn that another's session exists."""
+    if owner is not None and session.owner != owner:
+        raise SessionNotFound(session.id)
+    return session
 
 
 def _check_pending(session: Session) -> None:
