@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from workflow.lesson.model import LessonContent, Outline, TopicAnalysis
 from workflow.providers.base import TextSink
@@ -69,6 +70,9 @@ class _Discard:
         pass
 
     async def write(self, text: str, weight: int | None = None) -> None:
+        pass
+
+    async def write_many(self, texts: Sequence[str]) -> None:
         pass
 
     async def restart(self, reason: str) -> None:

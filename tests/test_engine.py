@@ -16,6 +16,7 @@ from workflow.engine import SHUTDOWN, Engine
 from workflow.engine.run import MAX_UNCOMMITTED
 from workflow.eventlog import CloseReason
 from workflow.providers.builtin import BuiltinProvider
+from workflow.providers.builtin.provider import BATCH_CHUNKS
 
 
 def make_engine(provider=None) -> Engine:
@@ -89,7 +90,8 @@ async def test_a_run_cancelled_while_it_waits_for_its_commits_delivers_each_even
     store.held = True
     subscription = await engine.subscribe(session.id, start=True)
     async with asyncio.timeout(10):
-        while len(store.waiting) <= MAX_UNCOMMITTED:  # the run now waits for the latest of them
+        # The run now waits for the latest of them (a few appends of many events, at pace 0).
+        while sum(len(events) for _, events, *_ in store.waiting) <= MAX_UNCOMMITTED:
             await asyncio.sleep(0.01)
     held = len(store.waiting)
     cancelling = asyncio.create_task(engine.cancel(session.id))
@@ -144,3 +146,58 @@ async def test_a_run_whose_event_was_not_stored_sends_nothing_more_and_ends_its_
     stored = await store.events_after(session.id, 0)
     assert [event.id for event in received] == [event.id for event in stored]
     assert (await store.get(session.id)).status == SessionStatus.RUNNING  # a restart resumes it
+
+
+async def _appends_of_one_run(pace: float) -> tuple[list[list[Event]], list[Event]]:
+    """Run one lesson at `pace`: what the store was handed, append by append, and what a reader got."""
+    store = MemoryStore()
+    appends: list[list[Event]] = []
+    append = store.append_events
+
+    def counted(session_id, events, state=None, outbox=()):
+        appends.append(list(events))
+        return append(session_id, events, state, outbox)
+
+    store.append_events = counted
+    engine = Engine(store, BuiltinProvider(pace=pace), settings_for_tests().engine_options())
+    session = await engine.create_session("tides")
+    subscription = await engine.subscribe(session.id, start=True)
+    received: list[Event] = []
+    async with asyncio.timeout(20):
+        while not received or not received[-1].terminal:
+            await subscription.ready()
+            received += subscription.take()
+    await engine.shutdown(timeout=10)
+    return appends, received
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_at_full_speed_a_steps_pieces_are_appended_together_and_each_stays_its_own_event():
+    appends, received = await _appends_of_one_run(pace=0)
+    assert [event.id for batch in appends for event in batch] == [event.id for event in received]
+    together = [batch for batch in appends if len(batch) > 1]
+    assert together, "every piece had an append of its own"
+    assert max(len(batch) for batch in together) == BATCH_CHUNKS
+    for batch in together:  # only a step's text goes many to an append, in order, ids in a row
+        assert {event.type for event in batch} == {"step-delta"}
+        assert len({event.json()["step_id"] for event in batch}) == 1
+        assert [event.id for event in batch] == list(range(batch[0].id, batch[0].id + len(batch)))
+    deltas = [event.json() for event in received if event.type == "step-delta"]
+    assert len(appends) < len(received) / 4
+    for step_id in {delta["step_id"] for delta in deltas}:
+        progress = [d["data"]["progress"] for d in deltas if d["step_id"] == step_id]
+        assert progress == sorted(progress) and all(0 <= p <= 100 for p in progress)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_at_a_set_pace_each_piece_is_appended_as_it_is_written_and_the_pieces_are_the_same():
+    appends, received = await _appends_of_one_run(pace=200_000)
+    assert all(len(batch) == 1 for batch in appends)
+    assert len(appends) == len(received)
+    _, at_full_speed = await _appends_of_one_run(pace=0)
+
+    def pieces(events: list[Event]) -> list[tuple[str, str]]:
+        deltas = [event.json() for event in events if event.type == "step-delta"]
+        return [(delta["step_id"], delta["data"]["delta"]) for delta in deltas]
+
+    assert pieces(received) == pieces(at_full_speed)

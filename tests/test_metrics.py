@@ -146,7 +146,9 @@ async def test_a_run_moves_every_figure_by_exactly_what_it_did(api, http_port, s
     batched = moved(before, after, "orchestrator_store_commit_batch_size_sum")
     if store.kind == "sqlite":
         assert commits >= 1 and moved(before, after, "orchestrator_store_commit_batch_size_count") == commits
-        assert batched >= last_event_id + 1  # each event, and the session's creation
+        # The session's creation, and each event saved with its state (11), are writes of their own;
+        # at full speed a step's deltas go many to a write.
+        assert batched >= 1 + 11
         assert after.value("orchestrator_store_size_bytes") > 0
     else:
         assert commits == batched == 0

@@ -326,13 +326,15 @@ class Engine:
         """Append a `queued` event with the session's state; the future is its commit."""
         session.last_event_id += 1
         data = {"position": position, "running": running, "max_running": self.options.max_running}
-        return self._append(make_event(session.last_event_id, ev.QUEUED, session.id, data), session)
+        return self._append((make_event(session.last_event_id, ev.QUEUED, session.id, data),), session)
 
-    def _append(self, event: Event, session: Session | None = None) -> asyncio.Future[None]:
-        """Append to the log; with the session's state, the webhooks the event causes go in the
-        same commit (the outbox), and the dispatcher is told once they are stored."""
-        outbox = self.webhooks.outbox(event, session) if self.webhooks and session is not None else ()
-        committed = self.log.append(event, session, outbox)
+    def _append(self, events: Sequence[Event], session: Session | None = None) -> asyncio.Future[None]:
+        """Append to the log, in one commit; with the session's state, the webhooks the events cause
+        go in the same commit (the outbox), and the dispatcher is told once they are stored."""
+        outbox: Sequence[Delivery] = ()
+        if self.webhooks and session is not None:
+            outbox = [delivery for event in events for delivery in self.webhooks.outbox(event, session)]
+        committed = self.log.append_many(events, session, outbox)
         if outbox and self.on_outbox is not None:
             wake = self.on_outbox
             committed.add_done_callback(lambda _: wake())
@@ -507,7 +509,7 @@ class Engine:
         session.last_event_id += 1
         event = make_event(session.last_event_id, ev.ERROR, session.id, CANCELLED.data)
         try:
-            await asyncio.shield(self._append(event, session))  # see EventLog.append
+            await asyncio.shield(self._append((event,), session))  # see EventLog.append
         except StoreUnavailable as exc:
             raise NotRecorded("cancellation", exc) from exc
         self.log.close_session(session.id, CloseReason.ENDED)

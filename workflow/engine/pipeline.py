@@ -70,7 +70,10 @@ class Pipeline:
     async def _run_step(self, run: Run, step: SessionStep) -> None:
         session = run.session
         provider = self.provider.name
-        sink = StepSink(run.publish, session, step, self.options.usage, self.options.retry, provider=provider)
+        options = self.options
+        sink = StepSink(
+            run.publish, run.publish_many, session, step, options.usage, options.retry, provider=provider
+        )
         if step.status != StepStatus.PENDING:
             # A stop cut this step short: clients drop what they have of it, and it runs again.
             await sink.restart(RESTARTED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ from core import events as ev
 from core.context import session_id_var
 from core.errors import RunTakenOver, SessionNotFound, StepFailed, StoreUnavailable
 from core.events import Event, make_event
-from core.models import Session, SessionStatus, StepStatus, StopReason
+from core.models import Session, SessionStatus, StepStatus, StopReason, now_rfc3339
 from core.store import SessionStore
 from workflow.engine.pipeline import Pipeline
 from workflow.eventlog import CloseReason, EventLog
@@ -21,8 +21,8 @@ from workflow.eventlog import CloseReason, EventLog
 log = logging.getLogger("orchestrator.engine")
 
 SHUTDOWN = "the server is shutting down"
-# (event, the session's state to save with it or None) -> its commit: the engine's, with webhooks
-Append = Callable[[Event, Session | None], "asyncio.Future[None]"]
+# (events, the session's state to save with them or None) -> their commit: the engine's, with webhooks
+Append = Callable[[Sequence[Event], Session | None], "asyncio.Future[None]"]
 # A run with more uncommitted events than this waits for its latest commit before going on. It
 # bounds how far a run gets ahead of its store, and so the burst its readers are offered at once.
 MAX_UNCOMMITTED = 32
@@ -65,9 +65,10 @@ class Run:
         self.record_error: StoreUnavailable | None = None  # the outcome could not be stored
         self.stored_finished = False  # it ended, and that is stored: the session changes no more
         self._log, self._store, self._pipeline, self._append = log, store, pipeline, append
-        # The appends not yet answered, oldest first. Looked at as the next one is made, not each
-        # told with a callback: appends are answered in the order they were made.
-        self._unanswered: deque[asyncio.Future[None]] = deque()
+        # The appends not yet answered, oldest first, each with its number of events. Looked at as
+        # the next one is made, not each told with a callback: appends are answered in order.
+        self._unanswered: deque[tuple[asyncio.Future[None], int]] = deque()
+        self._uncommitted = 0  # the events in them
         self._write_failure: BaseException | None = None  # once a write failed, nothing more is sent
         self._started = False
         self._stop_requested = False
@@ -103,29 +104,46 @@ class Run:
         The run does not wait for the commit (appends commit in order, so what a crash leaves is
         always a prefix of the log) unless `wait` is set, or MAX_UNCOMMITTED events are waiting.
         """
-        self._note_answers()
-        if self._write_failure is not None:
-            raise self._write_failure
+        self._check_writes()
         self.session.last_event_id += 1
         event = make_event(self.session.last_event_id, event_type, self.session.id, data, step_id)
-        committed = self._append(event, self.session if save else None)
-        self._unanswered.append(committed)
-        if wait or len(self._unanswered) > MAX_UNCOMMITTED:
-            # Shielded: a stop cancels this task while it waits, and that must not cancel the
-            # commit's own future, which the event log reads as the commit's outcome.
-            await asyncio.shield(committed)
+        await self._appended(self._append((event,), self.session if save else None), 1, wait)
         return event
 
-    def _note_answers(self) -> None:
-        """Let go of the appends answered since the last look, keeping the first failure."""
+    async def publish_many(self, event_type: str, data: Sequence[dict[str, Any]], step_id: str) -> None:
+        """`publish` for several events of one type at once, each with its own id, in one append:
+        one commit, one hand-over to the session's readers, one write to each stream."""
+        self._check_writes()
+        session = self.session
+        first, timestamp = session.last_event_id + 1, now_rfc3339()
+        events = [
+            make_event(first + n, event_type, session.id, each, step_id, timestamp)
+            for n, each in enumerate(data)
+        ]
+        session.last_event_id += len(events)
+        await self._appended(self._append(events, None), len(events), False)
+
+    def _check_writes(self) -> None:
+        """Before an append: let go of what was answered; once a write failed, nothing more is sent."""
         unanswered = self._unanswered
-        while unanswered and unanswered[0].done():
-            committed = unanswered.popleft()
+        while unanswered and unanswered[0][0].done():
+            committed, count = unanswered.popleft()
+            self._uncommitted -= count
             failure = None if committed.cancelled() else committed.exception()
             if failure is not None and self._write_failure is None:
                 self._write_failure = failure
                 if not isinstance(failure, SessionNotFound):
                     log.error("session %s: an event was not stored: %s", self.session.id, failure)
+        if self._write_failure is not None:
+            raise self._write_failure
+
+    async def _appended(self, committed: asyncio.Future[None], count: int, wait: bool) -> None:
+        self._unanswered.append((committed, count))
+        self._uncommitted += count
+        if wait or self._uncommitted > MAX_UNCOMMITTED:
+            # Shielded: a stop cancels this task while it waits, and that must not cancel the
+            # commit's own future, which the event log reads as the commit's outcome.
+            await asyncio.shield(committed)
 
     async def _main(self) -> None:
         self._started = True

@@ -21,7 +21,6 @@ class EventLog(ABC):
     handlers never know which one they have.
     """
 
-    @abstractmethod
     def append(
         self, event: Event, state: Session | None = None, outbox: Sequence[Delivery] = ()
     ) -> asyncio.Future[None]:
@@ -33,6 +32,13 @@ class EventLog(ABC):
         the order they were made. It must not be cancelled (a waiter that can be cancelled waits on
         `asyncio.shield` of it): the log reads its outcome as the commit's.
         """
+        return self.append_many((event,), state, outbox)
+
+    @abstractmethod
+    def append_many(
+        self, events: Sequence[Event], state: Session | None = None, outbox: Sequence[Delivery] = ()
+    ) -> asyncio.Future[None]:
+        """`append` for several events of one session, in order, in one commit: all or none."""
 
     @abstractmethod
     async def read_after(self, session_id: str, after_id: int) -> list[Event]:

@@ -42,28 +42,29 @@ class FanOutEventLog(EventLog):
         self._outgoing: dict[str, list[Event]] = {}  # by session: committed, not yet handed over
         self._handed_at: dict[str, float] = {}  # by session: the loop's time of its last batch
 
-    def append(
-        self, event: Event, state: Session | None = None, outbox: Sequence[Delivery] = ()
+    def append_many(
+        self, events: Sequence[Event], state: Session | None = None, outbox: Sequence[Delivery] = ()
     ) -> asyncio.Future[None]:
-        committed = self.store.append_events(event.session_id, [event], state, outbox)
+        committed = self.store.append_events(events[0].session_id, events, state, outbox)
         if committed.done():
             # A store that commits at once: into the session's batch now, in order with the events
             # before it (ending the session's streams hands over what is batched first).
-            self._deliver(event, committed)
+            self._deliver(events, committed)
         else:
-            # Registered before anyone can await the future, so subscribers hear of the event first.
-            committed.add_done_callback(functools.partial(self._deliver, event))
+            # Registered before anyone can await the future, so subscribers hear of the events first.
+            committed.add_done_callback(functools.partial(self._deliver, events))
         return committed
 
-    def _deliver(self, event: Event, committed: asyncio.Future[None]) -> None:
+    def _deliver(self, events: Sequence[Event], committed: asyncio.Future[None]) -> None:
         failure = None if committed.cancelled() else committed.exception()
         if failure is not None:
             gone = isinstance(failure, SessionNotFound)
             # Local only: whoever deleted the session has told everyone else already.
-            self._end_local(event.session_id, CloseReason.DELETED if gone else CloseReason.STORE_DOWN)
+            self._end_local(events[0].session_id, CloseReason.DELETED if gone else CloseReason.STORE_DOWN)
             return
-        metrics.events_appended(event.type).inc()
-        self._committed(event)
+        for event in events:
+            metrics.events_appended(event.type).inc()
+            self._committed(event)
 
     def _committed(self, event: Event) -> None:
         """An event this process appended is committed: offer it to the session's subscribers."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 from workflow.lesson.model import LessonContent, Outline, TopicAnalysis
@@ -20,6 +20,10 @@ class TextSink(Protocol):
 
     async def write(self, text: str, weight: int | None = None) -> None:
         """Stream `text`; it counts `weight` towards progress (default: its length)."""
+
+    async def write_many(self, texts: Sequence[str]) -> None:
+        """Stream several pieces at once, each as from `write` (one event each), in one append: for
+        text that is all there already, so its pieces go out in one commit and one write a stream."""
 
     def keep(self) -> None:
         """What was written so far is final: a later `restart` keeps it (and sends it again)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 # (event type, data, step id) -> the event, once it has its id and is on its way to the log
 Publish = Callable[[str, dict[str, Any], str], Awaitable[Event]]
+# (event type, each event's data, step id): several events at once, in one append
+PublishMany = Callable[[str, Sequence[dict[str, Any]], str], Awaitable[None]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +45,7 @@ class StepSink:
     def __init__(
         self,
         publish: Publish,
+        publish_many: PublishMany,
         session: Session,
         step: SessionStep,
         usage: UsagePolicy,
@@ -50,7 +53,8 @@ class StepSink:
         *,
         provider: str = "",
     ) -> None:
-        self._publish, self._session, self._step = publish, session, step
+        self._publish, self._publish_many = publish, publish_many
+        self._session, self._step = session, step
         self._usage, self._retry = usage, retry
         self._provider = provider  # the provider's name, for the metrics
         self._expected = 0
@@ -65,16 +69,24 @@ class StepSink:
         self._expected = max(total, 1)
 
     async def write(self, text: str, weight: int | None = None) -> None:
-        if not text:
-            return
+        if text:
+            await self._publish(ev.STEP_DELTA, self._delta(text, weight), self._step.id)
+
+    async def write_many(self, texts: Sequence[str]) -> None:
+        """Several pieces in a row, each its own `step-delta` as from `write`, appended together."""
+        deltas = [self._delta(text, None) for text in texts if text]
+        if deltas:
+            await self._publish_many(ev.STEP_DELTA, deltas, self._step.id)
+
+    def _delta(self, text: str, weight: int | None) -> dict[str, Any]:
+        """Count a piece written; the data of its `step-delta`."""
         self._current.append(text)
         self._last_write = time.monotonic()
         self._written += len(text) if weight is None else weight
         if self._expected:
             # Never above 100, never going back, even if the provider underestimated.
             self._progress = max(self._progress, min(100, self._written * 100 // self._expected))
-        data = {"delta": text, "progress": self._progress}
-        await self._publish(ev.STEP_DELTA, data, self._step.id)
+        return {"delta": text, "progress": self._progress}
 
     def keep(self) -> None:
         self._kept += self._current
