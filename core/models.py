@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -48,8 +49,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def rfc3339(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, milliseconds kept: 2023-10-14T23:58:28.123Z."""
+    """RFC 3339 in UTC with a Z, milliseconds kept: 2023-10-14T23:58:28.123Z.
+
+    Remembered for the latest few thousand moments: a session's times (its steps' starts and ends)
+    are written out again with every save of it, and writing one out costs ten times the look-up.
+    """
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

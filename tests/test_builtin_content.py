@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -707,3 +708,17 @@ def test_a_lesson_at_pace_zero_still_streams_in_pieces_of_about_64_characters():
     text = "word " * 100
     pieces = chunk_text(text)
     assert [len(p) for p in pieces] == [65] * 7 + [45]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet=st.characters(categories=["L", "N"]), min_size=1, max_size=60))
+def test_a_parts_plain_dict_is_what_asdict_makes_and_shares_no_list_with_it(topic):
+    analysis = analyze_topic(topic)
+    outline = generate_outline(analysis)
+    content = create_content(analysis, outline)
+    for part in (analysis, outline, content):
+        plain = to_dict(part)
+        assert plain == dataclasses.asdict(part)
+        plain_lists = [v for v in plain.values() if isinstance(v, list)]
+        part_lists = [v for v in vars(part).values() if isinstance(v, list)]
+        assert not {id(v) for v in plain_lists} & {id(v) for v in part_lists}

@@ -62,9 +62,14 @@ class FanOutEventLog(EventLog):
             # Local only: whoever deleted the session has told everyone else already.
             self._end_local(events[0].session_id, CloseReason.DELETED if gone else CloseReason.STORE_DOWN)
             return
+        counted, kind = 0, events[0].type
         for event in events:
-            metrics.events_appended(event.type).inc()
+            if event.type != kind:  # counted a run of one type at a time: most batches are one
+                metrics.events_appended(kind).inc(counted)
+                counted, kind = 0, event.type
+            counted += 1
             self._committed(event)
+        metrics.events_appended(kind).inc(counted)
 
     def _committed(self, event: Event) -> None:
         """An event this process appended is committed: offer it to the session's subscribers."""
