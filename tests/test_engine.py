@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 
 from conf.settings import settings_for_tests
 from core.events import Event
-from core.models import SessionStatus
+from core.models import Session, SessionStatus, StepStatus
 from store import MemoryStore
 from tests.providers import FloodProvider, GatedProvider
 from tests.stores import BreakableStore
@@ -125,11 +126,11 @@ async def test_a_run_whose_event_was_not_stored_sends_nothing_more_and_ends_its_
         while not any(event.type == "step-delta" for event in received):
             await subscription.ready()
             received += subscription.take()
-    refused: list[Event] = []
+    refused: list[list[Event]] = []  # the appends the store refused
     append = store.append_events
 
     def counted(session_id, events, state=None, outbox=()):
-        refused.extend(events)
+        refused.append(list(events))
         return append(session_id, events, state, outbox)
 
     store.broken, store.append_events = True, counted
@@ -141,21 +142,26 @@ async def test_a_run_whose_event_was_not_stored_sends_nothing_more_and_ends_its_
             await subscription.ready()
     received += subscription.take()
     assert subscription.closed_reason == CloseReason.STORE_DOWN
-    assert len(refused) == 1  # the next event was never made
+    assert len(refused) == 1  # the next append was never made
     assert isinstance(run.record_error, Exception) and not run.stored_finished
     stored = await store.events_after(session.id, 0)
     assert [event.id for event in received] == [event.id for event in stored]
     assert (await store.get(session.id)).status == SessionStatus.RUNNING  # a restart resumes it
 
 
-async def _appends_of_one_run(pace: float) -> tuple[list[list[Event]], list[Event]]:
-    """Run one lesson at `pace`: what the store was handed, append by append, and what a reader got."""
+async def _appends_of_one_run(
+    pace: float, saved: list[tuple[list[Event], Session]] | None = None
+) -> tuple[list[list[Event]], list[Event]]:
+    """Run one lesson at `pace`: what the store was handed, append by append, and what a reader got;
+    into `saved`, each append with the session's state, and that state (a copy)."""
     store = MemoryStore()
     appends: list[list[Event]] = []
     append = store.append_events
 
     def counted(session_id, events, state=None, outbox=()):
         appends.append(list(events))
+        if state is not None and saved is not None:
+            saved.append((list(events), copy.deepcopy(state)))
         return append(session_id, events, state, outbox)
 
     store.append_events = counted
@@ -178,10 +184,13 @@ async def test_at_full_speed_a_steps_pieces_are_appended_together_and_each_stays
     together = [batch for batch in appends if len(batch) > 1]
     assert together, "every piece had an append of its own"
     assert max(len(batch) for batch in together) == BATCH_CHUNKS
-    for batch in together:  # only a step's text goes many to an append, in order, ids in a row
+    for batch in together:  # a step's text, or a step's end and what follows it; ids in a row
+        assert [event.id for event in batch] == list(range(batch[0].id, batch[0].id + len(batch)))
+        if batch[0].type == "step-complete":
+            assert [event.type for event in batch[1:]] in (["step-start"], ["final"])
+            continue
         assert {event.type for event in batch} == {"step-delta"}
         assert len({event.json()["step_id"] for event in batch}) == 1
-        assert [event.id for event in batch] == list(range(batch[0].id, batch[0].id + len(batch)))
     deltas = [event.json() for event in received if event.type == "step-delta"]
     assert len(appends) < len(received) / 4
     for step_id in {delta["step_id"] for delta in deltas}:
@@ -192,8 +201,7 @@ async def test_at_full_speed_a_steps_pieces_are_appended_together_and_each_stays
 @pytest.mark.gen_test(timeout=30)
 async def test_at_a_set_pace_each_piece_is_appended_as_it_is_written_and_the_pieces_are_the_same():
     appends, received = await _appends_of_one_run(pace=200_000)
-    assert all(len(batch) == 1 for batch in appends)
-    assert len(appends) == len(received)
+    assert [len(batch) for batch in appends if batch[0].type != "step-complete"] == [1] * (len(received) - 10)
     _, at_full_speed = await _appends_of_one_run(pace=0)
 
     def pieces(events: list[Event]) -> list[tuple[str, str]]:
@@ -201,3 +209,27 @@ async def test_at_a_set_pace_each_piece_is_appended_as_it_is_written_and_the_pie
         return [(delta["step_id"], delta["data"]["delta"]) for delta in deltas]
 
     assert pieces(received) == pieces(at_full_speed)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_steps_end_is_saved_in_one_commit_with_the_next_steps_start_or_the_runs_end():
+    saved: list[tuple[list[Event], Session]] = []
+    _, received = await _appends_of_one_run(0, saved)
+    ends = [event for event in received if event.type == "step-complete"]
+    assert len(ends) == 5
+    # Saved: each step's start (with the step before's end from the second on), and the run's end.
+    assert [[event.type for event in events] for events, _ in saved] == [
+        ["step-start"],
+        *[["step-complete", "step-start"]] * 4,
+        ["step-complete", "final"],
+    ]
+    for events, state in saved:
+        assert state.last_event_id == events[-1].id
+        done = [step.id for step in state.steps if step.status == StepStatus.COMPLETED]
+        assert done == [
+            event.json()["step_id"]
+            for event in received
+            if event.type == "step-complete" and event.id <= events[-1].id
+        ]
+        assert all(step.name in state.checkpoints for step in state.steps if step.id in done)
+    assert saved[-1][1].status == SessionStatus.COMPLETED

@@ -328,17 +328,28 @@ class Engine:
         data = {"position": position, "running": running, "max_running": self.options.max_running}
         return self._append((make_event(session.last_event_id, ev.QUEUED, session.id, data),), session)
 
-    def _append(self, events: Sequence[Event], session: Session | None = None) -> asyncio.Future[None]:
+    def _append(
+        self,
+        events: Sequence[Event],
+        session: Session | None = None,
+        outbox: Sequence[Delivery] | None = None,
+    ) -> asyncio.Future[None]:
         """Append to the log, in one commit; with the session's state, the webhooks the events cause
-        go in the same commit (the outbox), and the dispatcher is told once they are stored."""
-        outbox: Sequence[Delivery] = ()
-        if self.webhooks and session is not None:
-            outbox = [delivery for event in events for delivery in self.webhooks.outbox(event, session)]
+        (`outbox`, made here if None) go in the same commit, and the dispatcher is told once they
+        are stored."""
+        if outbox is None:
+            outbox = self._outbox(events, session) if session is not None else ()
         committed = self.log.append_many(events, session, outbox)
         if outbox and self.on_outbox is not None:
             wake = self.on_outbox
             committed.add_done_callback(lambda _: wake())
         return committed
+
+    def _outbox(self, events: Sequence[Event], session: Session) -> Sequence[Delivery]:
+        """The webhook deliveries the events cause, made from the session as it is now."""
+        if not self.webhooks:
+            return ()
+        return [delivery for event in events for delivery in self.webhooks.outbox(event, session)]
 
     def _leave_queue(self, session_id: str) -> None:
         """A queued session was cancelled or deleted: those behind it move up. (On a shared store
@@ -638,7 +649,7 @@ class Engine:
 
     def _launch(self, session: Session) -> None:
         pipeline = Pipeline(self.provider, self.images, self.options, self._save_image)
-        run = Run(session, self.log, self.store, pipeline, self._append)
+        run = Run(session, self.log, self.store, pipeline, self._append, self._outbox)
         self.runs[session.id] = run
         run.task.add_done_callback(lambda task: self._run_ended(run, task))
 

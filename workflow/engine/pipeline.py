@@ -122,7 +122,8 @@ class Pipeline:
         }
         if "usage" in step.metadata:
             done["usage"] = step.metadata["usage"]
-        await run.publish(ev.STEP_COMPLETE, done, step.id, save=True)
+        # Saved with what comes next at once: the next step's start, or the run's end.
+        await run.publish(ev.STEP_COMPLETE, done, step.id, save=True, then=True)
 
     def _as_step_failure(self, step: SessionStep, exc: Exception, timed_out: bool, doing: str) -> StepFailed:
         if timed_out:

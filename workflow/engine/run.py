@@ -14,15 +14,18 @@ from core.context import session_id_var
 from core.errors import RunTakenOver, SessionNotFound, StepFailed, StoreUnavailable
 from core.events import Event, make_event
 from core.models import Session, SessionStatus, StepStatus, StopReason, now_rfc3339
-from core.store import SessionStore
+from core.store import Delivery, SessionStore
 from workflow.engine.pipeline import Pipeline
 from workflow.eventlog import CloseReason, EventLog
 
 log = logging.getLogger("orchestrator.engine")
 
 SHUTDOWN = "the server is shutting down"
-# (events, the session's state to save with them or None) -> their commit: the engine's, with webhooks
-Append = Callable[[Sequence[Event], Session | None], "asyncio.Future[None]"]
+# (events, the session's state to save with them or None, their webhook messages or None for the
+# engine to make) -> their commit: the engine's
+Append = Callable[[Sequence[Event], Session | None, Sequence[Delivery] | None], "asyncio.Future[None]"]
+# (events, the session as it is) -> the webhook messages they cause: the engine's
+Outbox = Callable[[Sequence[Event], Session], Sequence[Delivery]]
 # A run with more uncommitted events than this waits for its latest commit before going on. It
 # bounds how far a run gets ahead of its store, and so the burst its readers are offered at once.
 MAX_UNCOMMITTED = 32
@@ -58,13 +61,23 @@ class Run:
     """
 
     def __init__(
-        self, session: Session, log: EventLog, store: SessionStore, pipeline: Pipeline, append: Append
+        self,
+        session: Session,
+        log: EventLog,
+        store: SessionStore,
+        pipeline: Pipeline,
+        append: Append,
+        outbox: Outbox,
     ) -> None:
         self.session = session
         self.stop_reason = StopReason.INTERRUPTED
         self.record_error: StoreUnavailable | None = None  # the outcome could not be stored
         self.stored_finished = False  # it ended, and that is stored: the session changes no more
         self._log, self._store, self._pipeline, self._append = log, store, pipeline, append
+        self._outbox = outbox
+        # Published with `then`: appended with the next event, and their webhook messages
+        self._following: list[Event] = []
+        self._following_outbox: list[Delivery] = []
         # The appends not yet answered, oldest first, each with its number of events. Looked at as
         # the next one is made, not each told with a callback: appends are answered in order.
         self._unanswered: deque[tuple[asyncio.Future[None], int]] = deque()
@@ -98,16 +111,26 @@ class Run:
         *,
         save: bool = False,
         wait: bool = False,
+        then: bool = False,
     ) -> Event:
         """Give the event the session's next id and append it (with the session's state, if `save`).
 
         The run does not wait for the commit (appends commit in order, so what a crash leaves is
         always a prefix of the log) unless `wait` is set, or MAX_UNCOMMITTED events are waiting.
+
+        With `then` (and `save`), the caller publishes another event at once, before it next waits
+        for anything (a step's end is followed by the next step's start, or by the run's end): this
+        one goes with that one, in its append, and the session is saved once for both. Its webhook
+        messages are made now, from the session as it is now.
         """
         self._check_writes()
         self.session.last_event_id += 1
         event = make_event(self.session.last_event_id, event_type, self.session.id, data, step_id)
-        await self._appended(self._append((event,), self.session if save else None), 1, wait)
+        if then:
+            self._following.append(event)
+            self._following_outbox += self._outbox((event,), self.session)
+            return event
+        await self._send([event], save, wait)
         return event
 
     async def publish_many(self, event_type: str, data: Sequence[dict[str, Any]], step_id: str) -> None:
@@ -121,7 +144,24 @@ class Run:
             for n, each in enumerate(data)
         ]
         session.last_event_id += len(events)
-        await self._appended(self._append(events, None), len(events), False)
+        await self._send(events, False, False)
+
+    async def _send(self, events: list[Event], save: bool, wait: bool) -> None:
+        """Append `events`, after any published with `then`, and with the session's state if asked
+        for or if those were (they were to be saved)."""
+        outbox: Sequence[Delivery] | None = None  # the engine's: what the events cause, if saved
+        if self._following:
+            ahead = self._following_outbox
+            outbox = [*ahead, *self._outbox(events, self.session)] if save else ahead
+            events = [*self._following, *events]
+            self._following, self._following_outbox, save = [], [], True
+        committed = self._append(events, self.session if save else None, outbox)
+        self._unanswered.append((committed, len(events)))
+        self._uncommitted += len(events)
+        if wait or self._uncommitted > MAX_UNCOMMITTED:
+            # Shielded: a stop cancels this task while it waits, and that must not cancel the
+            # commit's own future, which the event log reads as the commit's outcome.
+            await asyncio.shield(committed)
 
     def _check_writes(self) -> None:
         """Before an append: let go of what was answered; once a write failed, nothing more is sent."""
@@ -136,14 +176,6 @@ class Run:
                     log.error("session %s: an event was not stored: %s", self.session.id, failure)
         if self._write_failure is not None:
             raise self._write_failure
-
-    async def _appended(self, committed: asyncio.Future[None], count: int, wait: bool) -> None:
-        self._unanswered.append((committed, count))
-        self._uncommitted += count
-        if wait or self._uncommitted > MAX_UNCOMMITTED:
-            # Shielded: a stop cancels this task while it waits, and that must not cancel the
-            # commit's own future, which the event log reads as the commit's outcome.
-            await asyncio.shield(committed)
 
     async def _main(self) -> None:
         self._started = True
@@ -193,7 +225,9 @@ class Run:
         try:
             if isinstance(outcome, Outcome):
                 set_status(self.session, outcome.status, outcome.error)
-                if outcome.event_type is None:
+                if outcome.event_type is None and self._following:
+                    await self._send([], True, True)  # they were to be saved, and are, with the outcome
+                elif outcome.event_type is None:
                     await self._store.update(self.session)
                 else:
                     await self.publish(outcome.event_type, outcome.data, save=True, wait=True)
