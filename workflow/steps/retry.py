@@ -36,6 +36,26 @@ class RetryPolicy:
         """Run `attempt` until it succeeds, fails for good, or the retries are spent. A transient
         failure that outlasts them is re-raised as final, so an outer policy does not repeat it."""
 
+        try:
+            # The first attempt on its own: nearly every call succeeds at once, and the retrying
+            # machinery costs more to set up than a built-in step's whole text.
+            return await attempt()
+        except ProviderError as exc:
+            if not exc.transient:
+                raise
+            if not self.retries:
+                raise self._gave_up(exc) from exc
+            first_failure = exc
+        tried_once = False
+
+        async def again() -> T:
+            # Attempt 1 as it went (its failure, again), then the attempts after it.
+            nonlocal tried_once
+            if not tried_once:
+                tried_once = True
+                raise first_failure
+            return await attempt()
+
         async def before_sleep(state: RetryCallState) -> None:
             failure = state.outcome.exception() if state.outcome else None
             await announce(failure, state.attempt_number + 1, round(state.upcoming_sleep, 3))
@@ -48,12 +68,16 @@ class RetryPolicy:
             reraise=True,
         )
         try:
-            return await retrying(attempt)
+            return await retrying(again)
         except ProviderError as exc:
             if not exc.transient:
                 raise
-            gave_up = f" (gave up after {self.retries + 1} attempts)" if self.retries else ""
-            raise ProviderError(f"{exc}{gave_up}") from exc
+            raise self._gave_up(exc) from exc
+
+    def _gave_up(self, exc: ProviderError) -> ProviderError:
+        """A transient failure that outlasted the retries, as final (an outer policy must not repeat it)."""
+        gave_up = f" (gave up after {self.retries + 1} attempts)" if self.retries else ""
+        return ProviderError(f"{exc}{gave_up}")
 
     def _delay(self, state: RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome else None
