@@ -16,7 +16,7 @@ from workflow.providers.builtin.loader import shipped_texts
 CHUNK_CHARS = 64
 # At pace 0, how many pieces are made and appended at once (one event each) before the IOLoop
 # gives other sessions a turn.
-BATCH_CHUNKS = 8
+BATCH_CHUNKS = 16
 # Where a word starts after whitespace: the places a piece may end.
 _WORD_START = re.compile(r"(?<=\s)(?=\S)")
 
