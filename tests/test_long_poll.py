@@ -297,6 +297,15 @@ def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
+def _answered(sock: socket.socket) -> bool:
+    """Whether a GET /health on the connection is answered 200 (not closed unanswered by the cap)."""
+    try:
+        _http(sock, "GET", "/health")
+        return _response(sock)[0] == 200
+    except (ConnectionError, AssertionError):
+        return False
+
+
 def _refused(port: int) -> bool:
     """Whether a new connection is closed by the server without an answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
@@ -320,15 +329,22 @@ def test_a_held_poll_takes_a_connection_and_is_answered_503_at_once_on_sigterm()
         session_id = ujson.loads(body)["id"]
         _http(poller, "GET", f"/api/sessions/{session_id}/events?wait=60")  # pending: it is held
         deadline = time.monotonic() + DEADLINE
-        while requests.get(f"{server.url}/health", timeout=DEADLINE).json()["subscribers"] != 1:
-            assert time.monotonic() < deadline, "the poll was not held"
-            time.sleep(0.02)
+        with requests.Session() as http:  # one connection, closed once the poll is seen held
+            while http.get(f"{server.url}/health", timeout=DEADLINE).json()["subscribers"] != 1:
+                assert time.monotonic() < deadline, "the poll was not held"
+                time.sleep(0.02)
 
         # The poll is one of the cap's connections: with cap - 1 more, the next one is refused.
-        for _ in range(cap - 1):
+        # Each is answered once and kept open, so it is known to hold its place. One the server
+        # refused (the health check's connection was not yet counted closed) is made again: left
+        # out, the cap would never be full and every probe below would be served.
+        while len(others) < cap:
+            assert time.monotonic() < deadline, "the cap's connections could not all be made"
             idle = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
-            idle.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow")  # never ends
-            others.append(idle)
+            if _answered(idle):
+                others.append(idle)
+            else:
+                idle.close()
         deadline = time.monotonic() + DEADLINE
         while not _refused(server.port):  # the server counts the last ones as it accepts them
             assert time.monotonic() < deadline, "a connection past the cap was served"
